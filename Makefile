@@ -1,0 +1,26 @@
+# The README's two commands: `make run` and `make test`. Both install what they need.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.PHONY: install system-deps run test bench
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]'
+	touch $(STAMP)
+
+system-deps:
+	@scripts/install-system-deps
+
+install: $(STAMP) system-deps
+
+run: install
+	$(VENV)/bin/cluster start
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(PY) scripts/bench/run_all.py

@@ -1,0 +1,3 @@
+"""The master side: CLI, supervisor, HTTP tier, health checks, control API."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,243 @@
+"""The typed settings model: every key, its type, bounds and default.
+
+Defaults are the seed system's. Each section is a pydantic model that forbids
+unknown keys, so a typo in a TOML file or a ``CLUSTER_*`` variable is an error
+that names the key instead of a setting silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+PRIORITIES: tuple[str, ...] = ("high", "medium", "low", "background")
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
+    if value is None or value == "":
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in schemes:
+        raise ValueError(f"URL scheme must be one of {', '.join(schemes)}, got {parts.scheme or 'none'!r}")
+    if parts.scheme not in ("unix",) and not parts.hostname and not parts.path:
+        raise ValueError("URL has no host")
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        raise ValueError("URL has no host")
+    return value
+
+
+class ServerSettings(Section):
+    bind: list[str] = Field(default_factory=lambda: ["127.0.0.1:8000"], min_length=1)
+    app: str | None = None
+    state_dir: str = ".cluster"
+    graceful_timeout: int = Field(30, gt=0)
+    timeout: int = Field(30, gt=0, description="gunicorn heartbeat timeout (s)")
+    boot_grace: float = Field(30.0, ge=0, description="a booting worker is not taken for hung before this (s)")
+    keepalive: int = Field(5, ge=0)
+    max_body_size: int = Field(1024 * 1024, gt=0)
+    worker_tmp_dir: str | None = None
+    access_log: bool = True
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item.startswith("unix:"):
+                continue
+            host, sep, port = item.rpartition(":")
+            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"bind address {item!r} is not HOST:PORT or unix:PATH")
+        return value
+
+    @field_validator("app")
+    @classmethod
+    def _app(cls, value: str | None) -> str | None:
+        if value and ":" not in value:
+            raise ValueError(f"app {value!r} is not module:app or module:factory()")
+        return value
+
+
+class WorkerSettings(Section):
+    min: int = Field(8, ge=1)
+    max: int = Field(32, ge=1)
+    max_worker_memory_mb: int | None = Field(None, gt=0)
+
+
+class AutoscaleSettings(Section):
+    enabled: bool = True
+    scale_up_threshold: float = Field(80.0, gt=0, le=100)
+    scale_down_threshold: float = Field(30.0, ge=0, lt=100)
+    cooldown: float = Field(30.0, ge=0)
+    sample_interval: float = Field(5.0, gt=0)
+    warmup: float = Field(10.0, ge=0)
+    up_samples: int = Field(2, ge=1)
+    down_samples: int = Field(3, ge=1)
+    tolerance: float = Field(0.1, ge=0, lt=1)
+    max_up_step: int = Field(4, ge=1)
+    max_down_step: int = Field(1, ge=1)
+    stabilization_window: float = Field(300.0, ge=0)
+    system_cpu_ceiling: float = Field(90.0, gt=0, le=100)
+    min_free_memory_mb: int = Field(256, ge=0)
+    flap_window: float = Field(120.0, ge=0)
+
+
+class HealthSettings(Section):
+    interval: float = Field(30.0, gt=0)
+    timeout: float = Field(5.0, gt=0)
+    failures_before_reload: int = Field(3, ge=1)
+
+
+class RestartSettings(Section):
+    backoff_initial: float = Field(0.5, ge=0)
+    backoff_max: float = Field(30.0, ge=0)
+    crash_loop_deaths: int = Field(5, ge=1)
+    crash_loop_window: float = Field(60.0, gt=0)
+
+
+class QueuePoolSettings(Section):
+    workers: int = Field(ge=0)
+    timeout: float = Field(gt=0)
+    max_size: int = Field(10000, ge=1)
+    concurrency: int = Field(10, ge=1)
+    retries: int = Field(3, ge=0)
+
+
+class QueueSettings(Section):
+    high: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=4, timeout=5))
+    medium: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=3, timeout=10))
+    low: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=2, timeout=30))
+    background: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=1, timeout=60))
+    jobs_module: str | None = None
+    result_ttl: float = Field(3600.0, gt=0)
+    kill_grace: float = Field(5.0, ge=0)
+
+    def pool(self, priority: str) -> QueuePoolSettings:
+        """The pool settings of one priority."""
+        return getattr(self, priority)
+
+
+class RedisSettings(Section):
+    url: str | None = None
+    embedded: bool = True
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss", "unix"))
+
+
+class ReplicaSettings(Section):
+    url: str
+    weight: int = Field(1, ge=1)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value, ("postgresql", "postgres")) or ""
+
+
+class DatabaseSettings(Section):
+    url: str | None = None
+    replicas: list[ReplicaSettings] = Field(default_factory=list)
+    pool_size: int = Field(10, ge=1)
+    strategy: Literal["round_robin", "least_connections", "weighted"] = "weighted"
+    health_check_interval: float = Field(15.0, gt=0)
+    max_lag_seconds: float = Field(10.0, ge=0)
+    max_lag_bytes: int = Field(8 * 1024 * 1024, ge=0)
+    fallback: Literal["primary", "least_lagged"] = "primary"
+    sticky_window: float = Field(30.0, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("postgresql", "postgres"))
+
+
+class MonitoringSettings(Section):
+    metrics_interval: float = Field(5.0, gt=0)
+    alert_cooldown: float = Field(300.0, ge=0)
+    alert_for: float = Field(0.0, ge=0, description="a condition must hold this long before its alert fires (s)")
+    window: float = Field(60.0, gt=0, description="window for p95, error rate and trends (s)")
+    cpu_warning: float = Field(70.0, ge=0)
+    cpu_critical: float = Field(90.0, ge=0)
+    memory_warning: float = Field(80.0, ge=0)
+    memory_critical: float = Field(95.0, ge=0)
+    response_time_warning: float = Field(1.0, ge=0)
+    response_time_critical: float = Field(3.0, ge=0)
+    error_rate_warning: float = Field(1.0, ge=0)
+    error_rate_critical: float = Field(5.0, ge=0)
+    concurrent_users_warning: float = Field(800, ge=0)
+    concurrent_users_critical: float = Field(950, ge=0)
+    queue_size_warning: float = Field(1000, ge=0)
+    queue_size_critical: float = Field(5000, ge=0)
+
+
+class AlertSettings(Section):
+    webhook_url: str | None = None
+    webhook_headers: dict[str, str] = Field(default_factory=dict)
+    telegram_bot_token: str | None = None
+    telegram_chat_id: str | None = None
+    telegram_api_base: str = "https://api.telegram.org"
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, gt=0, lt=65536)
+    smtp_starttls: bool = True
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    email_from: str | None = None
+    email_to: list[str] = Field(default_factory=list)
+
+    @field_validator("webhook_url", "telegram_api_base")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("http", "https"))
+
+
+class MetricsSettings(Section):
+    bind: str | None = "127.0.0.1:9100"
+
+
+class Settings(Section):
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    workers: WorkerSettings = Field(default_factory=WorkerSettings)
+    autoscale: AutoscaleSettings = Field(default_factory=AutoscaleSettings)
+    health: HealthSettings = Field(default_factory=HealthSettings)
+    restart: RestartSettings = Field(default_factory=RestartSettings)
+    queues: QueueSettings = Field(default_factory=QueueSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+
+
+def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:
+    """Rules that involve two keys, as (key, problem) pairs."""
+    problems: list[tuple[str, str]] = []
+    if settings.workers.min > settings.workers.max:
+        problems.append(("workers.min", f"min ({settings.workers.min}) is greater than workers.max ({settings.workers.max})"))
+    auto = settings.autoscale
+    if auto.scale_down_threshold >= auto.scale_up_threshold:
+        problems.append((
+            "autoscale.scale_down_threshold",
+            f"must be below autoscale.scale_up_threshold ({auto.scale_up_threshold})",
+        ))
+    if settings.restart.backoff_initial > settings.restart.backoff_max:
+        problems.append(("restart.backoff_initial", "is greater than restart.backoff_max"))
+    mon = settings.monitoring
+    for metric in ("cpu", "memory", "response_time", "error_rate", "concurrent_users", "queue_size"):
+        warning, critical = getattr(mon, f"{metric}_warning"), getattr(mon, f"{metric}_critical")
+        if warning > critical:
+            problems.append((f"monitoring.{metric}_warning", f"warning ({warning}) is above critical ({critical})"))
+    for i, replica in enumerate(settings.database.replicas):
+        if not replica.url:
+            problems.append((f"database.replicas.{i}.url", "is empty"))
+    if settings.database.replicas and not settings.database.url:
+        problems.append(("database.url", "replicas are configured but the primary (DATABASE_URL) is not"))
+    return problems

@@ -1,0 +1,1 @@
+"""Helpers every process shares: JSON logging and the request correlation id."""

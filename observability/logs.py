@@ -1,0 +1,62 @@
+"""One JSON object per line from every process, with role, pid and request id."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import uuid
+from contextvars import ContextVar
+
+from pythonjsonlogger.json import JsonFormatter
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d"
+_RENAME = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
+_role = "cluster"
+
+
+def new_request_id() -> str:
+    """A fresh correlation id (32 hex characters)."""
+    return uuid.uuid4().hex
+
+
+class ContextFilter(logging.Filter):
+    """Stamps every record with the process role and the current request id."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.role = _role
+        if not hasattr(record, "request_id"):
+            record.request_id = request_id_var.get()
+        return True
+
+
+def json_formatter() -> logging.Formatter:
+    """The formatter every handler of ours uses."""
+    formatter = JsonFormatter(_FORMAT, rename_fields=_RENAME, datefmt="%Y-%m-%dT%H:%M:%S%z")
+    return formatter
+
+
+def json_handler(stream: object = None) -> logging.Handler:
+    """A stream handler writing JSON lines with the context filter attached."""
+    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
+    handler.setFormatter(json_formatter())
+    handler.addFilter(ContextFilter())
+    return handler
+
+
+def set_role(role: str) -> None:
+    """Name this process in every later log line (after a fork, say)."""
+    global _role
+    _role = role
+
+
+def configure(role: str, level: str = "info") -> None:
+    """Send every log record of this process to stderr as JSON lines."""
+    set_role(role)
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    root.addHandler(json_handler())
+    root.setLevel(level.upper())
+    logging.getLogger("asyncio").setLevel(logging.WARNING)

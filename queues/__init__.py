@@ -1,0 +1,1 @@
+"""Redis priority queues (see issue 4)."""

@@ -1,0 +1,22 @@
+from cluster.restart_policy import RestartPolicy
+
+
+def test_backoff_doubles_within_the_window_and_caps() -> None:
+    policy = RestartPolicy(backoff_initial=0.5, backoff_max=4.0, crash_loop_deaths=10, crash_loop_window=60)
+    delays = [policy.record_death(float(t)).delay for t in range(6)]
+    assert delays == [0.5, 1.0, 2.0, 4.0, 4.0, 4.0]
+
+
+def test_backoff_resets_once_deaths_leave_the_window() -> None:
+    policy = RestartPolicy(backoff_initial=1.0, backoff_max=60.0, crash_loop_deaths=10, crash_loop_window=10)
+    policy.record_death(0.0)
+    policy.record_death(1.0)
+    assert policy.record_death(100.0).delay == 1.0
+
+
+def test_crash_loop_is_more_than_k_deaths_in_w_seconds() -> None:
+    policy = RestartPolicy(backoff_initial=0.1, backoff_max=1.0, crash_loop_deaths=3, crash_loop_window=10)
+    decisions = [policy.record_death(float(t)) for t in range(4)]
+    assert [d.crash_loop for d in decisions] == [False, False, False, True]
+    assert policy.crash_looping(5.0)
+    assert not policy.crash_looping(30.0)

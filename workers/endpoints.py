@@ -1,0 +1,108 @@
+"""Built-in endpoints served by every worker."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from config import Settings
+from workers import control_client
+from workers.middleware import json_error
+from workers.state import WORKER_STATE
+
+HealthCheck = Callable[[], Awaitable[tuple[str, dict[str, Any]]]]
+SETTINGS_KEY = web.AppKey("cluster_settings", Settings)
+HEALTH_CHECKS = web.AppKey("cluster_health_checks", list)
+_RANK = {"pass": 0, "warn": 1, "fail": 2}
+_PING = b'{"ok": true}'
+
+
+async def ping(request: web.Request) -> web.Response:
+    return web.Response(body=_PING, content_type="application/json")
+
+
+async def livez(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok", "pid": WORKER_STATE.pid})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    if WORKER_STATE.draining:
+        return web.json_response({"ready": False, "reason": "draining", "pid": WORKER_STATE.pid}, status=503)
+    return web.json_response({"ready": True, "pid": WORKER_STATE.pid})
+
+
+async def _worker_check() -> tuple[str, dict[str, Any]]:
+    state = WORKER_STATE
+    return "worker", {
+        "componentId": str(state.pid),
+        "status": "warn" if state.draining else "pass",
+        "observedValue": state.in_flight,
+        "observedUnit": "requests in flight",
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+async def _run_check(check: HealthCheck, timeout: float) -> tuple[str, dict[str, Any]]:
+    try:
+        return await asyncio.wait_for(check(), timeout)
+    except Exception as exc:  # a failing check is a result, not an error of /health
+        name = getattr(check, "check_name", getattr(check, "__name__", "check"))
+        return name, {"status": "fail", "output": f"{type(exc).__name__}: {exc}"}
+
+
+async def health(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    checks = [_worker_check, *request.app[HEALTH_CHECKS]]
+    results = await asyncio.gather(*(_run_check(c, settings.health.timeout) for c in checks))
+    status = max((r["status"] for _, r in results), key=lambda s: _RANK.get(s, 2))
+    body = {
+        "status": status,
+        "serviceId": "cluster",
+        "checks": {name: [result] for name, result in results},
+    }
+    return web.json_response(
+        body,
+        status=503 if status == "fail" else 200,
+        content_type="application/health+json",
+    )
+
+
+async def worker_status(request: web.Request) -> web.Response:
+    state = WORKER_STATE
+    proc = psutil.Process(state.pid)
+    with proc.oneshot():
+        memory = proc.memory_info().rss
+        cpu = proc.cpu_times()
+    return web.json_response({
+        "pid": state.pid,
+        "uptime": round(time.time() - state.started, 3),
+        "requests": state.requests,
+        "in_flight": state.in_flight,
+        "draining": state.draining,
+        "rss_bytes": memory,
+        "cpu_seconds": round(cpu.user + cpu.system, 3),
+    })
+
+
+async def cluster_status(request: web.Request) -> web.Response:
+    settings = request.app[SETTINGS_KEY]
+    try:
+        status = await control_client.call(settings.server.state_dir, "GET", "/status")
+    except control_client.ControlError as exc:
+        return json_error(503, "supervisor unavailable", detail=str(exc))
+    return web.json_response(status)
+
+
+def add_routes(app: web.Application) -> None:
+    """Register the built-in endpoints on an application."""
+    app.router.add_get("/ping", ping)
+    app.router.add_get("/livez", livez)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/enterprise/status", worker_status)
+    app.router.add_get("/api/enterprise/cluster/status", cluster_status)
