@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import sys
 import uuid
-from contextvars import ContextVar
 
 from pythonjsonlogger.json import JsonFormatter
 
-request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+from observability.context import request_id_var
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d"
 _RENAME = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}

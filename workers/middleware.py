@@ -8,7 +8,8 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from observability.logs import new_request_id, request_id_var
+from observability.context import request_id_var
+from observability.logs import new_request_id
 from workers.state import WORKER_STATE
 
 REQUEST_ID_HEADER = "X-Request-ID"
