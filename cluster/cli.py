@@ -103,6 +103,11 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     sys.exit(code)
 
 
+def _console() -> Console:
+    """A console that does not squeeze tables to 80 columns when piped."""
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
 def _fmt_bytes(value: int | None) -> str:
     return "-" if value is None else f"{value / (1024 * 1024):.1f} MiB"
 
@@ -121,7 +126,7 @@ def status(as_json: bool, state_dir: str | None, config_file: str | None) -> Non
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
-    console = Console()
+    console = _console()
     sup, workers = body["supervisor"], body["workers"]
     console.print(
         f"supervisor pid {sup['pid']} up {sup['uptime']}s · bind {', '.join(sup['bind'])} · "
@@ -202,7 +207,7 @@ def config_show(as_json: bool, config_file: str | None) -> None:
     table = Table("key", "value", "source")
     for key, value, source in rows:
         table.add_row(key, json.dumps(value), source)
-    Console(width=200).print(table)
+    _console().print(table)
 
 
 @config.command("check")

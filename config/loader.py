@@ -226,7 +226,9 @@ def load(
     """
     env = os.environ if env is None else env
     problems: list[str] = []
-    raw: dict[str, Any] = {}
+    # Start from the defaults so that a partial section (one key of
+    # queues.high, say) keeps the section's other defaults.
+    raw: dict[str, Any] = Settings().model_dump()
     labels: dict[tuple[str, ...], str] = {}
 
     path = resolve_file(config_file, env) if (config_file or use_default_files) else None

@@ -1,0 +1,232 @@
+"""The foundation on real processes: a real supervisor, gunicorn arbiter, aiohttp workers, signals, sockets."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.support import ClusterProcess, http_get, run_cli, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+class RequestLoop(threading.Thread):
+    """Requests on fresh connections until stopped (bounded by ``limit``); counts failures."""
+
+    def __init__(self, url: str, limit: int = 20000) -> None:
+        super().__init__(daemon=True)
+        self.url, self.limit = url, limit
+        self.ok = 0
+        self.failures: list[str] = []
+        self._stop_flag = threading.Event()
+
+    def run(self) -> None:
+        while not self._stop_flag.is_set() and self.ok + len(self.failures) < self.limit:
+            try:
+                status, _, _ = http_get(self.url, timeout=30)
+                if status == 200:
+                    self.ok += 1
+                else:
+                    self.failures.append(f"status {status}")
+            except Exception as exc:
+                self.failures.append(repr(exc))
+
+    def finish(self) -> None:
+        self._stop_flag.set()
+        self.join(60)
+
+
+def test_serves_builtin_endpoints_with_request_ids(cluster_factory) -> None:
+    c: ClusterProcess = cluster_factory()
+    status, headers, body = http_get(c.url + "/ping", headers={"X-Request-ID": "req-abc-123"})
+    assert (status, json.loads(body)) == (200, {"ok": True})
+    assert headers["X-Request-ID"] == "req-abc-123"
+
+    status, headers, body = http_get(c.url + "/health")
+    assert status == 200 and headers["Content-Type"].startswith("application/health+json")
+    health = json.loads(body)
+    assert health["status"] == "pass" and "worker" in health["checks"]
+
+    assert http_get(c.url + "/livez")[0] == 200
+    assert json.loads(http_get(c.url + "/readyz")[2])["ready"] is True
+
+    status, headers, body = http_get(c.url + "/no/such/path")
+    assert status == 404 and json.loads(body)["error"] == "Not Found"
+    generated = headers["X-Request-ID"]
+    assert len(generated) == 32
+
+    worker = json.loads(http_get(c.url + "/api/enterprise/status")[2])
+    assert worker["pid"] in c.worker_pids()
+    view = json.loads(http_get(c.url + "/api/enterprise/cluster/status")[2])
+    assert view["workers"]["current"] == 2 and view["supervisor"]["pid"] == c.proc.pid
+
+    def access_line(request_id: str) -> dict | None:
+        return next((line for line in c.logs() if line.get("logger") == "cluster.access"
+                     and line.get("request_id") == request_id), None)
+
+    line = wait_for(lambda: access_line("req-abc-123"), 30, what="the access log line")
+    assert line["path"] == "/ping" and line["status"] == 200 and line["role"] == "http-worker"
+    assert wait_for(lambda: access_line(generated), 30, what="the 404's access line")["status"] == 404
+
+
+def test_wrong_method_is_405_with_json(cluster_factory) -> None:
+    c = cluster_factory()
+    import urllib.request
+
+    request = urllib.request.Request(c.url + "/livez", method="POST", data=b"{}")
+    try:
+        urllib.request.urlopen(request, timeout=10)
+        raise AssertionError("POST /livez should fail")
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 405
+        body = json.loads(exc.read())
+        assert body["error"] == "Method Not Allowed" and "GET" in body["allowed"]
+
+
+def test_status_lists_the_processes(cluster_factory) -> None:
+    c = cluster_factory(workers=3)
+    status = c.status()
+    groups = [row["group"] for row in status["processes"]]
+    assert groups.count("http-worker") == 3 and groups.count("http") == 1
+    arbiter = next(row for row in status["processes"] if row["group"] == "http")
+    workers = [row for row in status["processes"] if row["group"] == "http-worker"]
+    assert {psutil.Process(w["pid"]).ppid() for w in workers} == {arbiter["pid"]}
+    text = c.cli("status")
+    assert text.returncode == 0 and "http-worker" in text.stdout and str(arbiter["pid"]) in text.stdout
+
+
+def test_killed_worker_is_replaced_and_the_port_keeps_answering(cluster_factory) -> None:
+    c = cluster_factory(workers=2)
+    before = c.worker_pids()
+    loop = RequestLoop(c.url + "/ping")
+    loop.start()
+    os.kill(before[0], signal.SIGKILL)
+    after = wait_for(lambda: (lambda p: p if len(p) == 2 and before[0] not in p else None)(c.worker_pids()),
+                     60, 0.2, "a replacement worker")
+    wait_for(lambda: http_get(c.url + "/ping")[0] == 200, 30)
+    loop.finish()
+    assert before[1] in after and loop.ok > 0
+    # A request on a connection the killed worker held can fail; the port itself must keep
+    # answering: the loop went on succeeding after the kill.
+    assert len(loop.failures) <= 1, loop.failures
+
+
+def test_reload_during_a_request_loop_loses_nothing(cluster_factory) -> None:
+    c = cluster_factory("tests.apps.slow:create_app()", workers=2)
+    before = set(c.worker_pids())
+    slow_result: dict = {}
+    slow = threading.Thread(target=lambda: slow_result.update(r=http_get(c.url + "/slow?seconds=3", timeout=60)))
+    slow.start()
+    time.sleep(0.5)  # let the slow request reach a worker before the reload; not an assertion
+    loop = RequestLoop(c.url + "/hello")
+    loop.start()
+    result = c.cli("reload")
+    assert result.returncode == 0, result.stderr
+    wait_for(lambda: not (set(c.worker_pids()) & before) and len(c.worker_pids()) == 2, 90, 0.2,
+             "every worker to be replaced")
+    slow.join(60)
+    loop.finish()
+    assert loop.failures == [] and loop.ok > 0
+    assert slow_result["r"][0] == 200, "the in-flight request must finish during a reload"
+    assert c.status()["workers"]["target"] == 2
+
+
+def test_sighup_reloads_and_keeps_a_scaled_count(cluster_factory) -> None:
+    c = cluster_factory("--min-workers", "1", "--max-workers", "3")
+    assert c.cli("scale", "3").returncode == 0
+    wait_for(lambda: len(c.worker_pids()) == 3, 60, 0.2, "3 workers")
+    before = set(c.worker_pids())
+    c.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: not (set(c.worker_pids()) & before) and len(c.worker_pids()) == 3, 90, 0.2,
+             "3 new workers after HUP")
+    assert c.status()["workers"]["target"] == 3
+
+
+def test_scale_pins_and_rejects_out_of_bounds(cluster_factory) -> None:
+    c = cluster_factory("--min-workers", "1", "--max-workers", "3")
+    ok = c.cli("scale", "1")
+    assert ok.returncode == 0 and "target 1" in ok.stdout
+    wait_for(lambda: len(c.worker_pids()) == 1, 60, 0.2, "1 worker")
+    assert c.status()["workers"]["mode"] == "manual"
+    bad = c.cli("scale", "9")
+    assert bad.returncode == 1 and "outside [1, 3]" in bad.stderr
+
+
+def test_killed_arbiter_is_restarted_by_the_supervisor(cluster_factory) -> None:
+    c = cluster_factory(workers=1)
+    arbiter = next(r["pid"] for r in c.status()["processes"] if r["group"] == "http")
+    os.kill(arbiter, signal.SIGKILL)
+    row = wait_for(lambda: next((r for r in c.status()["processes"]
+                                 if r["group"] == "http" and r["pid"] and r["pid"] != arbiter), None),
+                   60, 0.2, "a new arbiter")
+    assert row["restarts"] == 1
+    wait_for(lambda: http_get(c.url + "/ping")[0] == 200, 60, 0.2, "the port to answer again")
+
+
+def test_stop_exits_zero_and_leaves_no_process(cluster_factory) -> None:
+    c = cluster_factory(workers=2)
+    c.status()
+    tree = c.tree_pids()
+    assert len(tree) >= 4  # supervisor, arbiter, 2 workers
+    result = c.cli("stop")
+    assert result.returncode == 0 and "stopped" in result.stdout
+    assert c.proc.wait(60) == 0
+    alive = [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    assert alive == []
+    assert not (c.state_dir / "control.sock").exists()
+
+
+def test_sigterm_stops_gracefully(cluster_factory) -> None:
+    c = cluster_factory("tests.apps.slow:create_app()", workers=1)
+    tree = c.tree_pids()
+    result: dict = {}
+    slow = threading.Thread(target=lambda: result.update(r=http_get(c.url + "/slow?seconds=2", timeout=60)))
+    slow.start()
+    time.sleep(0.5)  # let the request reach the worker; not an assertion
+    c.proc.send_signal(signal.SIGTERM)
+    assert c.proc.wait(90) == 0
+    slow.join(30)
+    assert result["r"][0] == 200, "the in-flight request finishes before the stop"
+    assert not [p for p in tree if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_bad_config_exits_2_naming_the_key_before_forking(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    result = run_cli("start", "--state-dir", str(state), env={"CLUSTER_MIN_WORKERS": "40", "REDIS_URL": "http://x"})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert "config error: redis.url: URL scheme must be one of redis, rediss, unix, got 'http'" in lines[0]
+    assert all(line.startswith("config error: ") for line in lines)
+    assert not state.exists(), "nothing may be started for a bad config"
+
+    toml = tmp_path / "bad.toml"
+    toml.write_text("[workers]\nmin = 5\nmax = 2\n")
+    result = run_cli("start", "--config", str(toml), "--state-dir", str(state))
+    assert result.returncode == 2
+    assert result.stderr.strip() == f"config error: workers.min: min (5) is greater than workers.max (2) (from file {toml})"
+    check = run_cli("config", "check", str(toml))
+    assert check.returncode == 2 and "workers.min" in check.stderr
+
+
+def test_config_show_gives_sources_and_masks_secrets() -> None:
+    result = run_cli("config", "show", "--json", env={"REDIS_URL": "redis://:topsecret@h:6379", "CLUSTER_MIN_WORKERS": "3"})
+    assert result.returncode == 0, result.stderr
+    shown = json.loads(result.stdout)
+    assert shown["workers.min"] == {"value": 3, "source": "env CLUSTER_MIN_WORKERS"}
+    assert shown["workers.max"] == {"value": 32, "source": "default"}
+    assert shown["redis.url"]["value"] == "redis://:****@h:6379"
+    assert "topsecret" not in result.stdout
+
+
+def test_second_supervisor_on_the_same_state_dir_is_refused(cluster_factory) -> None:
+    c = cluster_factory(workers=1)
+    result = run_cli("start", "--workers", "1", "--bind", "127.0.0.1:1", "--state-dir", str(c.state_dir), timeout=60)
+    assert result.returncode == 1 and "already runs" in result.stderr
+    assert http_get(c.url + "/ping")[0] == 200
