@@ -230,3 +230,32 @@ def test_second_supervisor_on_the_same_state_dir_is_refused(cluster_factory) -> 
     result = run_cli("start", "--workers", "1", "--bind", "127.0.0.1:1", "--state-dir", str(c.state_dir), timeout=60)
     assert result.returncode == 1 and "already runs" in result.stderr
     assert http_get(c.url + "/ping")[0] == 200
+
+
+def test_workers_over_their_memory_cap_are_recycled(cluster_factory) -> None:
+    c = cluster_factory(workers=1, env={"CLUSTER_WORKERS_MAX_WORKER_MEMORY_MB": "1", "CLUSTER_HEALTH_INTERVAL": "1"})
+    first = c.worker_pids()[0]
+    wait_for(lambda: (lambda p: len(p) == 1 and p[0] != first)(c.worker_pids()), 60, 0.2, "a recycled worker")
+    recycled = [line for line in c.logs() if line.get("message", "").startswith(f"recycling http worker {first}")]
+    assert recycled and "over max_worker_memory_mb 1" in recycled[0]["message"]
+    assert c.status()["health"]["recycled_workers"] >= 1
+
+
+def test_systemd_notify_ready_after_boot_and_stopping(cluster_factory, tmp_path: Path) -> None:
+    import socket
+
+    address = str(tmp_path / "notify.sock")
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(address)
+    sock.settimeout(90)
+    try:
+        c = cluster_factory(workers=2, env={"NOTIFY_SOCKET": address}, wait_ready=False)
+        ready = sock.recv(4096).decode()
+        assert "READY=1" in ready and f"MAINPID={c.proc.pid}" in ready
+        assert len(c.worker_pids()) == 2, "READY only once every worker has booted"
+        assert http_get(c.url + "/ping")[0] == 200
+        c.proc.send_signal(signal.SIGTERM)
+        assert "STOPPING=1" in sock.recv(4096).decode()
+        assert c.proc.wait(60) == 0
+    finally:
+        sock.close()
