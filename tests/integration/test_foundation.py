@@ -259,3 +259,19 @@ def test_systemd_notify_ready_after_boot_and_stopping(cluster_factory, tmp_path:
         assert c.proc.wait(60) == 0
     finally:
         sock.close()
+
+
+def test_crash_loop_backs_off_and_raises_an_alert(cluster_factory) -> None:
+    c = cluster_factory(
+        "tests.apps.no_such_module:app", workers=1, wait_ready=False,
+        env={"CLUSTER_RESTART_CRASH_LOOP_DEATHS": "2", "CLUSTER_RESTART_BACKOFF_INITIAL": "0.2",
+             "CLUSTER_RESTART_BACKOFF_MAX": "2"},
+    )
+    alert = wait_for(lambda: next((line for line in c.logs() if line.get("alert") == "crash_loop"), None),
+                     90, 0.2, "the crash-loop alert")
+    assert alert["level"] == "CRITICAL" and alert["child"] == "http"
+    http = next(r for r in c.status()["processes"] if r["group"] == "http")
+    assert http["crash_loop"] is True and http["restarts"] >= 2
+    delays = [line["restart_delay"] for line in c.logs() if "restart_delay" in line]
+    assert delays[:3] == [0.2, 0.4, 0.8], "exponential backoff between restarts"
+    assert (c.state_dir / "control.sock").stat().st_mode & 0o777 == 0o600
