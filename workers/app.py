@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import inspect
 import logging
@@ -16,6 +17,7 @@ from workers.middleware import request_middleware
 from workers.state import WORKER_STATE
 
 log = logging.getLogger("workers.app")
+ACCEPT_DRAIN = 0.5
 
 
 class AppLoadError(Exception):
@@ -44,11 +46,23 @@ async def load_user_app(spec: str) -> web.Application:
     return target
 
 
-def _mark_draining(app: web.Application) -> None:
-    async def on_shutdown(_: web.Application) -> None:
-        WORKER_STATE.draining = True
+class DrainingRunner(web.AppRunner):
+    """An AppRunner that stops accepting, waits ``ACCEPT_DRAIN`` seconds, then shuts down as usual.
 
-    app.on_shutdown.append(on_shutdown)
+    aiohttp's cleanup closes every connection that is not inside a request
+    right after it stops listening. A connection this worker accepted a
+    moment earlier, whose request bytes have not been read yet, counts as
+    idle and is closed unanswered: a request lost on every reload or
+    scale-down. Other workers keep accepting from the shared socket
+    meanwhile, so the pause costs no capacity.
+    """
+
+    async def cleanup(self) -> None:
+        WORKER_STATE.draining = True
+        for site in list(self.sites):
+            await site.stop()
+        await asyncio.sleep(ACCEPT_DRAIN)
+        await super().cleanup()
 
 
 async def build_app(settings: Settings) -> web.Application:
@@ -61,14 +75,13 @@ async def build_app(settings: Settings) -> web.Application:
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     endpoints.add_routes(app)
-    _mark_draining(app)
     return app
 
 
 async def build_runner(settings: Settings) -> web.AppRunner:
     """The runner gunicorn's aiohttp worker serves; it carries our JSON access log."""
     app = await build_app(settings)
-    return web.AppRunner(
+    return DrainingRunner(
         app,
         handle_signals=False,
         access_log_class=JsonAccessLogger,
