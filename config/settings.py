@@ -42,7 +42,7 @@ class ServerSettings(Section):
     keepalive: int = Field(5, ge=0)
     max_body_size: int = Field(1024 * 1024, gt=0)
     worker_tmp_dir: str | None = None
-    access_log: bool = True
+    access_log: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("bind")

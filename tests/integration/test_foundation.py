@@ -44,7 +44,7 @@ class RequestLoop(threading.Thread):
 
 
 def test_serves_builtin_endpoints_with_request_ids(cluster_factory) -> None:
-    c: ClusterProcess = cluster_factory()
+    c: ClusterProcess = cluster_factory(env={"CLUSTER_SERVER_ACCESS_LOG": "true"})
     status, headers, body = http_get(c.url + "/ping", headers={"X-Request-ID": "req-abc-123"})
     assert (status, json.loads(body)) == (200, {"ok": True})
     assert headers["X-Request-ID"] == "req-abc-123"

@@ -91,12 +91,12 @@ def test_seed_environment_names_and_milliseconds() -> None:
 
 def test_every_key_has_a_cluster_env_name() -> None:
     s = load(env={"CLUSTER_QUEUES_BACKGROUND_TIMEOUT": "90", "CLUSTER_SERVER_BIND": "0.0.0.0:80,127.0.0.1:81",
-                  "CLUSTER_ALERTS_WEBHOOK_HEADERS": '{"X-Token": "abc"}', "CLUSTER_SERVER_ACCESS_LOG": "false"},
+                  "CLUSTER_ALERTS_WEBHOOK_HEADERS": '{"X-Token": "abc"}', "CLUSTER_SERVER_ACCESS_LOG": "true"},
              use_default_files=False).settings
     assert s.queues.background.timeout == 90
     assert s.server.bind == ["0.0.0.0:80", "127.0.0.1:81"]
     assert s.alerts.webhook_headers == {"X-Token": "abc"}
-    assert s.server.access_log is False
+    assert s.server.access_log is True
 
 
 @pytest.mark.parametrize(
