@@ -87,7 +87,7 @@ class Supervisor:
         """The environment every child gets: ours plus the metrics dir and its role."""
         env = dict(os.environ)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
-        env["CLUSTER_ROLE_HINT"] = role
+        env["CLUSTER_PROCESS_ROLE"] = role
         env.pop("NOTIFY_SOCKET", None)
         return env
 

@@ -22,6 +22,9 @@ from config.settings import Section, Settings, cross_field_problems
 
 DEFAULT_FILES: tuple[Path, ...] = (Path("cluster.toml"), Path("/etc/cluster/cluster.toml"))
 CONFIG_FILE_ENV = "CLUSTER_CONFIG"
+# CLUSTER_* variables that are not settings: the config file's path, and the
+# role the supervisor gives each child.
+NOT_SETTINGS = frozenset({CONFIG_FILE_ENV, "CLUSTER_PROCESS_ROLE"})
 
 # The seed system's variable names, kept as they are: name -> (key, scale).
 # A scale of 0.001 turns the seed's milliseconds into our seconds.
@@ -194,7 +197,7 @@ def _read_env(env: Mapping[str, str], problems: list[str]) -> tuple[dict[tuple[s
                 entry["url"] = raw
                 replica_names[index] = name
             continue
-        if not name.startswith("CLUSTER_") or name in SEED_ENV or name == CONFIG_FILE_ENV:
+        if not name.startswith("CLUSTER_") or name in SEED_ENV or name in NOT_SETTINGS:
             continue
         path = ENV_NAMES.get(name)
         if path is None:
