@@ -214,8 +214,13 @@ class Monitor:
         target = GaugeMetricFamily("cluster_workers_target", "HTTP workers wanted.", value=sup.worker_target)
         families: list[Metric] = [cpu, rss, workers, target]
         if self.last:
-            families.append(GaugeMetricFamily("cluster_health_score", "Health score, 0-100.",
-                                              value=self.last["health"]["score"]))
+            metrics = self.last["metrics"]
+            families += [
+                GaugeMetricFamily("cluster_health_score", "Health score, 0-100.", value=self.last["health"]["score"]),
+                GaugeMetricFamily("cluster_host_cpu_percent", "The host's CPU use, %.", value=metrics["cpu"]["value"]),
+                GaugeMetricFamily("cluster_host_memory_percent", "The host's memory use, %.",
+                                  value=metrics["memory"]["value"]),
+            ]
         return families
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
