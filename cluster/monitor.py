@@ -83,9 +83,7 @@ class Monitor:
     async def start(self) -> None:
         psutil.cpu_percent(None)  # the first call only primes the counter
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
-        cluster = {"host": socket.gethostname(), "state_dir": str(self.supervisor.state_dir)}
-        self.dispatcher = Dispatcher(configured_channels(self.supervisor.settings.alerts, self._session), cluster)
-        self.dispatcher.start()
+        self._start_dispatcher()
         await self._start_listener()
         self._task = asyncio.create_task(self._run(), name="monitor")
 
@@ -100,9 +98,19 @@ class Monitor:
         if self._session is not None:
             await self._session.close()
 
+    def _start_dispatcher(self) -> None:
+        assert self._session is not None
+        cluster = {"host": socket.gethostname(), "state_dir": str(self.supervisor.state_dir)}
+        self.dispatcher = Dispatcher(configured_channels(self.supervisor.settings.alerts, self._session), cluster)
+        self.dispatcher.start()
+
     async def reload(self) -> None:
+        """Thresholds are read at every tick; timings and channels are taken from the new settings here."""
         mon = self.supervisor.settings.monitoring
         self.book.for_seconds, self.book.cooldown, self.window.window = mon.alert_for, mon.alert_cooldown, mon.window
+        if self.dispatcher is not None:
+            await self.dispatcher.stop()
+        self._start_dispatcher()
 
     async def _start_listener(self) -> None:
         bind = self.supervisor.settings.metrics.bind

@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client import multiprocess
@@ -31,11 +30,6 @@ UNMATCHED_ROUTE = "__unmatched__"
 CHILD_RESTARTS = Counter(
     "cluster_child_restarts", "Restarts of supervised children, HTTP workers included.", ["child"],
 )
-
-
-def multiproc_dir(state_dir: str | os.PathLike[str]) -> Path:
-    """Where the processes of the cluster with this state dir write their metric files."""
-    return Path(state_dir) / "metrics"
 
 
 def mark_dead(pid: int) -> None:

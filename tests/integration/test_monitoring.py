@@ -6,7 +6,7 @@ import json
 import os
 import signal
 import threading
-import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
