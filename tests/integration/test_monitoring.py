@@ -237,3 +237,6 @@ def test_metrics_sum_every_worker_after_one_was_killed(cluster_factory: Callable
                                       "queue_size"}
     assert 0 <= metrics["health"]["score"] <= 100
     assert metrics["workers"]["current"] == 2
+    top = cluster.cli("top", "--once")
+    assert top.returncode == 0, top.stderr
+    assert "error_rate" in top.stdout and "health" in top.stdout and "worker-" in top.stdout
