@@ -14,6 +14,7 @@ from typing import Any
 import psutil
 
 from cluster.restart_policy import RestartPolicy
+from observability.metrics import CHILD_RESTARTS, mark_dead
 
 log = logging.getLogger("cluster.children")
 _PR_SET_PDEATHSIG = 1
@@ -85,6 +86,7 @@ class SupervisedChild:
             else:
                 assert self.process is not None
                 code = await self.process.wait()
+                mark_dead(self.process.pid)
             self.last_exit = code
             if self._stop_requested.is_set():
                 break
@@ -113,6 +115,7 @@ class SupervisedChild:
                 pass
             if not self._stop_requested.is_set():
                 self.restarts += 1
+                CHILD_RESTARTS.labels(self.spec.name).inc()
         self.state = "stopped"
 
     def send_signal(self, sig: int) -> bool:

@@ -15,6 +15,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from cluster.cli_monitoring import print_monitoring, top
 from config import ConfigError, LoadedConfig, effective, load
 from workers import control_client
 
@@ -88,6 +89,9 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     if state_dir:
         overrides["server.state_dir"] = state_dir
     loaded = _load_or_exit(config_file, overrides)
+    # prometheus_client picks its multiprocess mode when first imported: set the
+    # directory before anything below imports it (the supervisor empties it).
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(loaded.settings.server.state_dir).resolve() / "metrics")
 
     from cluster.features import install
     from cluster.supervisor import Supervisor, SupervisorError
@@ -140,6 +144,7 @@ def status(as_json: bool, state_dir: str | None, config_file: str | None) -> Non
             _fmt(row.get("cpu_percent")), _fmt_bytes(row.get("rss_bytes")), _fmt(row.get("restarts")),
         )
     console.print(table)
+    print_monitoring(console, body)
 
 
 @main.command()
@@ -217,6 +222,9 @@ def config_check(file: str | None) -> None:
     loaded = _load_or_exit(file)
     where = f"file {loaded.file}" if loaded.file else "defaults and environment"
     click.echo(f"ok: {where}")
+
+
+main.add_command(top)
 
 
 def run() -> None:

@@ -33,7 +33,13 @@ def probe_target(bind: str) -> tuple[str, str | None]:
 
 
 async def probe(bind: str, timeout: float) -> tuple[bool, str]:
-    """One GET /health; (passed, detail). A 'warn' body still passes: the worker answers."""
+    """One GET /health; (the tier answers, detail).
+
+    Any health+json answer passes, even ``fail``: a worker that reports a
+    critical health score or a down database is alive, and new workers would
+    not fix what it reports. Only no answer, a timeout or a body that is not
+    a health document counts against the tier.
+    """
     url, unix = probe_target(bind)
     connector = aiohttp.UnixConnector(path=unix) if unix else aiohttp.TCPConnector(force_close=True)
     try:
@@ -41,7 +47,7 @@ async def probe(bind: str, timeout: float) -> tuple[bool, str]:
             async with session.get(url, headers={"X-Request-ID": "supervisor-health-probe"}) as response:
                 body = await response.json(content_type=None)
                 status = body.get("status") if isinstance(body, dict) else None
-                return response.status == 200 and status in ("pass", "warn"), f"{response.status} {status}"
+                return status in ("pass", "warn", "fail"), f"{response.status} {status}"
     except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
         return False, f"{type(exc).__name__}: {exc}"
 

@@ -26,6 +26,7 @@ from gunicorn.arbiter import Arbiter
 
 from config import Settings
 from observability.logs import ContextFilter, configure, json_formatter, set_role
+from observability.metrics import CHILD_RESTARTS, mark_dead
 from workers.app import build_runner
 from workers.state import WORKER_STATE
 
@@ -77,6 +78,14 @@ class JsonLogger(glogging.Logger):
 def _post_fork(server: Arbiter, worker: Any) -> None:
     set_role("http-worker")
     WORKER_STATE.reset_after_fork()
+
+
+def _child_exit(server: Arbiter, worker: Any) -> None:
+    mark_dead(worker.pid)
+    # The worker is already out of WORKERS: fewer than wanted means a replacement
+    # comes, unless the arbiter is stopping (it drops its listeners first).
+    if server.LISTENERS and len(server.WORKERS) < server.num_workers:
+        CHILD_RESTARTS.labels("http-worker").inc()
 
 
 class ClusterArbiter(Arbiter):
@@ -149,6 +158,7 @@ class HttpTier(BaseApplication):
             "proc_name": "cluster-http",
             "control_socket": str(state_dir / "gunicorn.ctl"),
             "post_fork": _post_fork,
+            "child_exit": _child_exit,
         }
         for key, value in options.items():
             self.cfg.set(key, value)

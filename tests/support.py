@@ -81,7 +81,10 @@ class ClusterProcess:
         if not args or not any(a.startswith("--workers") or a.startswith("--min-workers") for a in args):
             self.args += ["--workers", str(workers)]
         self.args += args or []
-        self.env = env or {}
+        # Every cluster gets its own metrics listener: many run side by side in tests.
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        self.env = {"CLUSTER_METRICS_BIND": f"127.0.0.1:{self.metrics_port}", **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self._tree: set[int] = set()
 

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from config import Settings
-from workers import endpoints
+from workers import endpoints, monitoring
 from workers.access_log import JsonAccessLogger
 from workers.middleware import request_middleware
 from workers.state import WORKER_STATE
@@ -75,6 +75,7 @@ async def build_app(settings: Settings) -> web.Application:
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     endpoints.add_routes(app)
+    monitoring.install(app)
     return app
 
 
