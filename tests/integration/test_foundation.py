@@ -50,9 +50,13 @@ def test_serves_builtin_endpoints_with_request_ids(cluster_factory) -> None:
     assert headers["X-Request-ID"] == "req-abc-123"
 
     status, headers, body = http_get(c.url + "/health")
-    assert status == 200 and headers["Content-Type"].startswith("application/health+json")
+    assert headers["Content-Type"].startswith("application/health+json")
     health = json.loads(body)
-    assert health["status"] == "pass" and "worker" in health["checks"]
+    assert health["checks"]["worker"][0]["status"] == "pass"
+    # The overall status is the worst check's (the health score follows the
+    # host's CPU, which other work on this machine moves).
+    worst = max((check[0]["status"] for check in health["checks"].values()), key=["pass", "warn", "fail"].index)
+    assert health["status"] == worst and status == (503 if worst == "fail" else 200)
 
     assert http_get(c.url + "/livez")[0] == 200
     assert json.loads(http_get(c.url + "/readyz")[2])["ready"] is True
@@ -235,7 +239,7 @@ def test_second_supervisor_on_the_same_state_dir_is_refused(cluster_factory) -> 
 
 def test_workers_over_their_memory_cap_are_recycled(cluster_factory) -> None:
     c = cluster_factory(workers=1, env={"CLUSTER_WORKERS_MAX_WORKER_MEMORY_MB": "1", "CLUSTER_HEALTH_INTERVAL": "1"})
-    first = c.worker_pids()[0]
+    first = wait_for(lambda: c.worker_pids()[0], 60, 0.1, "a first worker")
     wait_for(lambda: (lambda p: len(p) == 1 and p[0] != first)(c.worker_pids()), 60, 0.2, "a recycled worker")
     recycled = [line for line in c.logs() if line.get("message", "").startswith(f"recycling http worker {first}")]
     assert recycled and "over max_worker_memory_mb 1" in recycled[0]["message"]
