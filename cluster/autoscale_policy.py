@@ -62,6 +62,21 @@ class Sample:
     """The whole machine's CPU, % of all cores."""
     free_memory_mb: float = math.inf
     crash_looping: bool = False
+    measured: int = 1
+    """How many workers the mean is over."""
+    warming: int = 0
+    """Workers left out of the mean because they are still warming up."""
+
+    @property
+    def sizing_cpu(self) -> float | None:
+        """The mean with warming workers counted as idle, as HPA counts unready pods on a scale-up.
+
+        A worker still booting will take load soon; sizing without it would
+        add the same capacity twice.
+        """
+        if self.mean_cpu is None or not self.warming:
+            return self.mean_cpu
+        return self.mean_cpu * self.measured / (self.measured + self.warming)
 
 
 @dataclass(frozen=True)
@@ -133,7 +148,8 @@ def decide(settings: AutoscaleSettings, state: ScaleState, sample: Sample) -> tu
     mean = sample.mean_cpu
     above = state.above + 1 if mean > settings.scale_up_threshold else 0
     below = state.below + 1 if mean < settings.scale_down_threshold else 0
-    raw = min(state.maximum, max(state.minimum, recommend(state.target, mean, settings)))
+    sizing = sample.sizing_cpu if sample.sizing_cpu is not None else mean
+    raw = min(state.maximum, max(state.minimum, recommend(state.target, sizing, settings)))
     window = settings.stabilization_window
     recent = tuple((at, n) for at, n in state.recommendations if now - at < window) + ((now, raw),)
     state = replace(state, above=above, below=below, recommendations=recent)
@@ -154,6 +170,8 @@ def _consider_up(settings: AutoscaleSettings, state: ScaleState, sample: Sample,
         return _hold(state, f"{threshold} for {state.above}/{settings.up_samples} samples")
     if state.target >= state.maximum:
         return _hold(state, f"{threshold} but already at max {state.maximum}")
+    if raw <= state.target and sample.warming:
+        return _hold(state, f"{threshold} but {sample.warming} worker(s) still warming up will take load")
     if raw <= state.target:
         return _hold(state, f"{threshold} but within the {settings.tolerance:.0%} tolerance of the target")
     if sample.system_cpu > settings.system_cpu_ceiling:

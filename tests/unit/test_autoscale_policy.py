@@ -210,6 +210,7 @@ samples = st.lists(
         st.floats(0.0, 100.0),  # system CPU
         st.floats(0.0, 4096.0),  # free memory
         st.booleans(),  # crash-looping
+        st.integers(0, 3),  # workers still warming up
     ),
     max_size=120,
 )
@@ -229,7 +230,7 @@ samples = st.lists(
     flap_window=st.floats(0.0, 120.0),
 )
 def test_no_sample_sequence_leaves_the_bounds_or_changes_twice_within_a_cooldown(
-    samples: list[tuple[float, float | None, float, float, bool]], bounds: tuple[int, int], start: int,
+    samples: list[tuple[float, float | None, float, float, bool, int]], bounds: tuple[int, int], start: int,
     cooldown: float, up_samples: int, down_samples: int, max_up_step: int, max_down_step: int,
     window: float, flap_window: float,
 ) -> None:
@@ -242,11 +243,21 @@ def test_no_sample_sequence_leaves_the_bounds_or_changes_twice_within_a_cooldown
     state = ScaleState(max(minimum, min(maximum, start)), minimum, maximum)
     now = 0.0
     last_change: float | None = None
-    for gap, mean, system, free, crashing in samples:
+    for gap, mean, system, free, crashing, warming in samples:
         now += gap
-        decision, state = decide(settings, state, Sample(now, mean, mean, system, free, crashing))
+        decision, state = decide(settings, state, Sample(now, mean, mean, system, free, crashing, 1, warming))
         assert minimum <= decision.target <= maximum
         assert decision.target == state.target
         if decision.changed:
             assert last_change is None or now - last_change >= cooldown
             last_change = now
+
+
+def test_warming_workers_count_as_idle_when_sizing_a_scale_up() -> None:
+    state = ScaleState(2, 1, 16)
+    # one hot worker at 100 %, one still booting: 50 % for sizing, no new worker yet
+    decisions, state = run(auto(cooldown=0), state, [100, 100], measured=1, warming=1)
+    assert targets(decisions) == [2, 2]
+    assert "warming up" in decisions[-1].reason
+    decisions, _ = run(auto(cooldown=0), state, [100], start=200.0, measured=2, warming=0)
+    assert decisions[-1].target == 3
