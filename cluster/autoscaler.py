@@ -48,7 +48,7 @@ class Autoscaler:
         self.decided_at: float | None = None
         self.last_change: dict[str, Any] | None = None
         self.events = {"up": 0, "down": 0}
-        self._recycled = supervisor.health.recycled
+        self._health_actions = (supervisor.health.recycled, supervisor.health.reloads)
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -81,8 +81,12 @@ class Autoscaler:
 
     def measure(self, now: float) -> Sample:
         sup = self.supervisor
-        recycled, self._recycled = sup.health.recycled - self._recycled, sup.health.recycled
-        self.exits.expect(recycled)
+        # Workers the health checker recycled, or replaced with a reload, did not crash.
+        recycled, reloads = sup.health.recycled, sup.health.reloads
+        self.exits.expect(recycled - self._health_actions[0])
+        if reloads > self._health_actions[1]:
+            self.exits.expect(len(sup.http_workers.last))
+        self._health_actions = (recycled, reloads)
         workers = self.worker_cpu.measure([w.pid for w in sup.http_workers.last], self.settings.warmup, now)
         crashing = self.exits.observe(sup.http_workers.exits, now) or sup.http_child.crash_loop
         return Sample(
