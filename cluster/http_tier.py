@@ -1,7 +1,7 @@
 """The HTTP tier: gunicorn's arbiter, started programmatically, serving aiohttp workers.
 
 Run by the supervisor as ``python -m cluster.http_tier SETTINGS_JSON``. It is
-gunicorn's own arbiter with three changes made in a subclass:
+gunicorn's own arbiter with these changes made in a subclass:
 
 - the worker count follows a target file the supervisor writes, and a HUP
   reload keeps the current count (gunicorn resets it to ``workers``, issue 716);
@@ -124,7 +124,8 @@ class ClusterArbiter(Arbiter):
         excess = len(active) - self.num_workers
         if excess <= 0:
             return
-        loads = [WorkerLoad(pid, w.age, self.cpu_rates.rate(pid), w.age <= self._stale_age) for pid, w in active.items()]
+        loads = [WorkerLoad(pid, w.age, self.cpu_rates.rate(pid), w.age <= self._stale_age)
+                 for pid, w in active.items()]
         for pid in retire_order(loads)[:excess]:
             self.log.info("retiring worker %s (cpu %.0f%%)", pid, self.cpu_rates.rate(pid) * 100)
             self._retiring.add(pid)
