@@ -1,8 +1,9 @@
 """A test app that burns CPU on demand: load for the autoscaler's tests and bench.
 
-``GET /burn?ms=N`` spins the worker's CPU for N ms (blocking its event loop,
-as CPU-bound handlers do); ``GET /sleep?ms=N`` holds a request N ms without
-CPU, to have requests in flight while workers retire.
+``GET /burn?ms=N`` spins N ms of the worker's CPU time, yielding to the
+event loop every 10 ms so a long burn on a crowded machine does not starve
+gunicorn's heartbeat; ``GET /sleep?ms=N`` holds a request N ms without CPU,
+to have requests in flight while workers retire.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import time
 from aiohttp import web
 
 MAX_MS = 10_000
+SLICE = 0.01
 
 
 def _ms(request: web.Request) -> float:
@@ -27,11 +29,15 @@ def _ms(request: web.Request) -> float:
 
 
 async def burn(request: web.Request) -> web.Response:
-    seconds = _ms(request)
-    deadline = time.thread_time() + seconds
+    remaining = _ms(request)
     spins = 0
-    while time.thread_time() < deadline:
-        spins += 1
+    while remaining > 0:
+        started = time.thread_time()
+        deadline = started + min(remaining, SLICE)
+        while time.thread_time() < deadline:
+            spins += 1
+        remaining -= time.thread_time() - started
+        await asyncio.sleep(0)
     return web.json_response({"pid": os.getpid(), "spins": spins})
 
 

@@ -27,10 +27,11 @@ FAST = {
     "CLUSTER_AUTOSCALE_UP_SAMPLES": "2",
     "CLUSTER_AUTOSCALE_DOWN_SAMPLES": "2",
     "CLUSTER_AUTOSCALE_SYSTEM_CPU_CEILING": "100",
-    # Lower thresholds: a saturated worker on a machine shared with other
-    # tests may get well under a full core, yet must read as overloaded.
-    "CLUSTER_AUTOSCALE_SCALE_UP_THRESHOLD": "50",
-    "CLUSTER_AUTOSCALE_SCALE_DOWN_THRESHOLD": "15",
+    # Low thresholds: a saturated worker on a machine shared with other tests
+    # may get well under half a core, yet must read as overloaded; idle
+    # workers serving the light loop stay far below the down threshold.
+    "CLUSTER_AUTOSCALE_SCALE_UP_THRESHOLD": "30",
+    "CLUSTER_AUTOSCALE_SCALE_DOWN_THRESHOLD": "8",
     "CLUSTER_AUTOSCALE_MIN_FREE_MEMORY_MB": "0",
 }
 
@@ -143,7 +144,7 @@ def test_scale_down_retires_the_least_busy_worker_not_the_oldest(
     result: dict[str, Any] = {}
 
     def long_burn() -> None:
-        result["response"] = http_get(cluster.url + "/burn?ms=8000", timeout=180)
+        result["response"] = http_get(cluster.url + "/burn?ms=6000", timeout=180)
 
     burner = threading.Thread(target=long_burn)
     burner.start()
@@ -152,8 +153,8 @@ def test_scale_down_retires_the_least_busy_worker_not_the_oldest(
     def young_is_idle_and_old_is_busy() -> bool:
         rows = {r["pid"]: r for r in cluster.status()["processes"] if r["group"] == "http-worker"}
         young = [r for pid, r in rows.items() if pid != oldest]
-        return (len(rows) == 2 and (rows[oldest]["cpu_percent"] or 0) > 50
-                and young[0]["cpu_percent"] is not None and young[0]["cpu_percent"] < 20)
+        return (len(rows) == 2 and (rows[oldest]["cpu_percent"] or 0) > 25
+                and young[0]["cpu_percent"] is not None and young[0]["cpu_percent"] < 10)
 
     wait_for(young_is_idle_and_old_is_busy, 60, 0.2, "a busy oldest worker and an idle young one")
     assert cluster.cli("scale", "1").returncode == 0
