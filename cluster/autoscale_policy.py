@@ -4,7 +4,7 @@ No I/O, no clock, no sleeps: ``decide`` gets the time inside the sample and
 returns the target worker count, a human-readable reason and the next state,
 so every rule below is unit-tested with plain numbers.
 
-The rules, in the order they are checked:
+The rules:
 
 1. The bounds first: a target outside ``[minimum, maximum]`` is clamped at once
    (an operator moved the bounds).
@@ -27,7 +27,11 @@ The rules, in the order they are checked:
 6. Guards on scaling up: not while the whole machine's CPU is above
    ``system_cpu_ceiling`` (more processes cannot add CPU that is not there)
    and not while free memory is below ``min_free_memory_mb``.
-7. A cooldown after every change; the wait before a scale-down is the
+7. A listen backlog above ``backlog_threshold`` adds one worker at once,
+   cooldown and consecutive samples or not (uWSGI busyness' backlog rule):
+   queued connections are load the CPU figures do not show yet. Only one
+   at a time (not while a worker warms up) and under the guards of 6.
+8. A cooldown after every change (the backlog rule excepted); the wait before a scale-down is the
    cooldown times a flapping penalty. A scale-up within ``flap_window`` of a
    scale-down doubles the penalty (uWSGI busyness' penalty); it halves back
    for every ``flap_window`` without a flap.
@@ -62,6 +66,8 @@ class Sample:
     """The whole machine's CPU, % of all cores."""
     free_memory_mb: float = math.inf
     crash_looping: bool = False
+    backlog: int | None = None
+    """Connections waiting in the listen queue (None when unknown, e.g. unix sockets)."""
     measured: int = 1
     """How many workers the mean is over."""
     warming: int = 0
@@ -142,6 +148,8 @@ def decide(settings: AutoscaleSettings, state: ScaleState, sample: Sample) -> tu
         return Decision(state.target, f"manual: pinned at {state.target} until `cluster scale --auto`"), state
     if sample.crash_looping:
         return _hold(state, "workers are crash-looping: no scaling until they stay up")
+    if _backlog_over(settings, state, sample):
+        return _backlog_up(settings, state, sample)
     if sample.mean_cpu is None:
         return _hold(state, "no warmed-up worker to measure yet")
 
@@ -163,6 +171,38 @@ def decide(settings: AutoscaleSettings, state: ScaleState, sample: Sample) -> tu
                         f"({settings.scale_down_threshold:.0f}%..{settings.scale_up_threshold:.0f}%): steady")
 
 
+def _guard(settings: AutoscaleSettings, sample: Sample) -> str | None:
+    """Why no new worker may start now, or None."""
+    if sample.system_cpu > settings.system_cpu_ceiling:
+        return (f"the machine's CPU is {sample.system_cpu:.0f}% > {settings.system_cpu_ceiling:.0f}%: "
+                "more workers cannot add CPU")
+    if sample.free_memory_mb < settings.min_free_memory_mb:
+        return f"free memory {sample.free_memory_mb:.0f} MiB < {settings.min_free_memory_mb} MiB: no new worker"
+    return None
+
+
+def _backlog_over(settings: AutoscaleSettings, state: ScaleState, sample: Sample) -> bool:
+    return (settings.backlog_threshold > 0 and sample.backlog is not None
+            and sample.backlog > settings.backlog_threshold and state.target < state.maximum)
+
+
+def _backlog_up(settings: AutoscaleSettings, state: ScaleState, sample: Sample) -> tuple[Decision, ScaleState]:
+    """uWSGI's backlog rule: connections queue, one more worker now, cooldown or not.
+
+    Still one at a time: not while a new worker is warming up (it is about to
+    drain the queue), and the machine's CPU and memory guards hold.
+    """
+    backlog = f"listen backlog {sample.backlog} > {settings.backlog_threshold}"
+    if sample.warming:
+        return _hold(state, f"{backlog} but {sample.warming} worker(s) still warming up will take load")
+    blocked = _guard(settings, sample)
+    if blocked:
+        return _hold(state, f"{backlog} but {blocked}")
+    target = state.target + 1
+    reason = f"{backlog}: {state.target} -> {target} at once"
+    return Decision(target, reason, "up"), _changed(settings, state, target, "up", sample.at)
+
+
 def _consider_up(settings: AutoscaleSettings, state: ScaleState, sample: Sample, raw: int,
                  figures: str) -> tuple[Decision, ScaleState]:
     threshold = f"{figures} > {settings.scale_up_threshold:.0f}%"
@@ -174,12 +214,9 @@ def _consider_up(settings: AutoscaleSettings, state: ScaleState, sample: Sample,
         return _hold(state, f"{threshold} but {sample.warming} worker(s) still warming up will take load")
     if raw <= state.target:
         return _hold(state, f"{threshold} but within the {settings.tolerance:.0%} tolerance of the target")
-    if sample.system_cpu > settings.system_cpu_ceiling:
-        return _hold(state, f"{threshold} but the machine's CPU is {sample.system_cpu:.0f}% "
-                            f"> {settings.system_cpu_ceiling:.0f}%: more workers cannot add CPU")
-    if sample.free_memory_mb < settings.min_free_memory_mb:
-        return _hold(state, f"{threshold} but free memory {sample.free_memory_mb:.0f} MiB "
-                            f"< {settings.min_free_memory_mb} MiB: no new worker")
+    blocked = _guard(settings, sample)
+    if blocked:
+        return _hold(state, f"{threshold} but {blocked}")
     wait = cooldown_remaining(settings, state, sample.at)
     if wait > 0:
         return _hold(state, f"{threshold}: cooldown, {wait:.1f}s left")

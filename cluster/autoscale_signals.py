@@ -6,7 +6,9 @@ Worker CPU is measured here over the whole ``sample_interval`` from
 a 1-second snapshot is one point of it. The machine's CPU is computed from
 ``psutil.cpu_times()`` deltas kept here, not ``psutil.cpu_percent(None)``,
 whose baseline is global to the process and shared with anyone else
-(the monitor) who calls it.
+(the monitor) who calls it. The listen backlog is read from /proc/net/tcp,
+where a listening socket's rx_queue is its accept queue: the supervisor
+does not hold gunicorn's sockets, so it cannot ask TCP_INFO.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import psutil
 
@@ -118,3 +121,37 @@ class UnexpectedExits:
         while self._crashes and now - self._crashes[0] > self.window:
             self._crashes.popleft()
         return len(self._crashes) >= self.deaths
+
+
+_TCP_LISTEN = "0A"
+
+
+def parse_listen_backlog(table: str, ports: set[int]) -> int:
+    """Sum of the accept queues of the LISTEN sockets on ``ports`` in a /proc/net/tcp{,6} table."""
+    total = 0
+    for line in table.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 5 or fields[3] != _TCP_LISTEN:
+            continue
+        port = int(fields[1].rsplit(":", 1)[1], 16)
+        if port in ports:
+            total += int(fields[4].split(":")[1], 16)
+    return total
+
+
+def bound_ports(binds: Iterable[str]) -> set[int]:
+    """The TCP ports of gunicorn bind addresses (unix sockets have none)."""
+    return {int(b.rpartition(":")[2]) for b in binds if not b.startswith("unix:")}
+
+
+def listen_backlog(ports: set[int], proc_net: Path = Path("/proc/net")) -> int | None:
+    """Connections waiting to be accepted on ``ports``; None when there is nothing to read."""
+    if not ports:
+        return None
+    tables = []
+    for name in ("tcp", "tcp6"):
+        try:
+            tables.append((proc_net / name).read_text())
+        except OSError:
+            continue
+    return sum(parse_listen_backlog(t, ports) for t in tables) if tables else None

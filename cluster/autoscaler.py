@@ -20,7 +20,8 @@ from aiohttp import web
 from cluster import autoscale_metrics
 from cluster.autoscale_policy import Decision, Sample, ScaleState, cooldown_remaining, current_penalty, decide, \
     external_change
-from cluster.autoscale_signals import SystemCpu, UnexpectedExits, WorkerCpuMeter, free_memory_mb
+from cluster.autoscale_signals import SystemCpu, UnexpectedExits, WorkerCpuMeter, bound_ports, free_memory_mb, \
+    listen_backlog
 
 if TYPE_CHECKING:
     from cluster.supervisor import Supervisor
@@ -96,6 +97,7 @@ class Autoscaler:
             system_cpu=self.system_cpu.measure(),
             free_memory_mb=free_memory_mb(),
             crash_looping=crashing,
+            backlog=listen_backlog(bound_ports(sup.settings.server.bind)),
             measured=len(workers.per_worker),
             warming=workers.warming,
         )
@@ -163,6 +165,7 @@ class Autoscaler:
                 "max_cpu": _round(sample.max_cpu),
                 "system_cpu": _round(sample.system_cpu),
                 "free_memory_mb": round(sample.free_memory_mb),
+                "listen_backlog": sample.backlog,
                 "crash_looping": sample.crash_looping,
             },
             "events": dict(self.events),

@@ -23,6 +23,7 @@ def status_lines(body: dict[str, Any]) -> list[str]:
         lines.append(
             f"  CPU: workers mean {pct(signals['mean_cpu'])} max {pct(signals['max_cpu'])} · "
             f"machine {pct(signals['system_cpu'])} · free memory {signals['free_memory_mb']} MiB"
+            + ("" if signals.get("listen_backlog") is None else f" · listen backlog {signals['listen_backlog']}")
             + (" · CRASH-LOOPING" if signals["crash_looping"] else "")
         )
     decision = auto.get("last_decision")

@@ -211,6 +211,7 @@ samples = st.lists(
         st.floats(0.0, 4096.0),  # free memory
         st.booleans(),  # crash-looping
         st.integers(0, 3),  # workers still warming up
+        st.one_of(st.none(), st.integers(0, 100)),  # listen backlog
     ),
     max_size=120,
 )
@@ -230,7 +231,7 @@ samples = st.lists(
     flap_window=st.floats(0.0, 120.0),
 )
 def test_no_sample_sequence_leaves_the_bounds_or_changes_twice_within_a_cooldown(
-    samples: list[tuple[float, float | None, float, float, bool, int]], bounds: tuple[int, int], start: int,
+    samples: list[tuple[float, float | None, float, float, bool, int, int | None]], bounds: tuple[int, int], start: int,
     cooldown: float, up_samples: int, down_samples: int, max_up_step: int, max_down_step: int,
     window: float, flap_window: float,
 ) -> None:
@@ -243,13 +244,16 @@ def test_no_sample_sequence_leaves_the_bounds_or_changes_twice_within_a_cooldown
     state = ScaleState(max(minimum, min(maximum, start)), minimum, maximum)
     now = 0.0
     last_change: float | None = None
-    for gap, mean, system, free, crashing, warming in samples:
+    for gap, mean, system, free, crashing, warming, backlog in samples:
         now += gap
-        decision, state = decide(settings, state, Sample(now, mean, mean, system, free, crashing, 1, warming))
+        sample = Sample(now, mean, mean, system, free, crashing, backlog=backlog, warming=warming)
+        decision, state = decide(settings, state, sample)
         assert minimum <= decision.target <= maximum
         assert decision.target == state.target
         if decision.changed:
-            assert last_change is None or now - last_change >= cooldown
+            # only the backlog rule may act within a cooldown, and only one worker up
+            urgent = decision.reason.startswith("listen backlog") and decision.direction == "up"
+            assert last_change is None or now - last_change >= cooldown or urgent
             last_change = now
 
 
@@ -261,3 +265,26 @@ def test_warming_workers_count_as_idle_when_sizing_a_scale_up() -> None:
     assert "warming up" in decisions[-1].reason
     decisions, _ = run(auto(cooldown=0), state, [100], start=200.0, measured=2, warming=0)
     assert decisions[-1].target == 3
+
+
+def test_a_listen_backlog_over_the_threshold_adds_a_worker_at_once_even_in_cooldown() -> None:
+    settings = auto(cooldown=30.0, backlog_threshold=33)
+    decisions, state = run(settings, ScaleState(2, 1, 16), [100, 100], start=0.0)
+    assert decisions[-1].target == 3
+    # in cooldown, no CPU sample needed: 40 queued connections add one worker now
+    decision, state = decide(settings, state, Sample(at=2.0, mean_cpu=None, backlog=40))
+    assert decision.target == 4 and decision.direction == "up"
+    assert decision.reason.startswith("listen backlog 40 > 33")
+    # one at a time: not while a worker is still warming up
+    decision, state = decide(settings, state, Sample(at=3.0, mean_cpu=100, backlog=40, warming=1))
+    assert decision.target == 4 and "warming" in decision.reason
+
+
+def test_the_backlog_rule_keeps_the_guards_and_the_max() -> None:
+    settings = auto(backlog_threshold=33, system_cpu_ceiling=90)
+    decision, _ = decide(settings, ScaleState(2, 1, 16), Sample(at=0.0, mean_cpu=50, backlog=50, system_cpu=95))
+    assert decision.target == 2 and "machine's CPU is 95%" in decision.reason
+    decision, _ = decide(settings, ScaleState(4, 1, 4), Sample(at=0.0, mean_cpu=50, backlog=50))
+    assert decision.target == 4
+    decision, _ = decide(auto(backlog_threshold=0), ScaleState(2, 1, 16), Sample(at=0.0, mean_cpu=50, backlog=500))
+    assert decision.target == 2
