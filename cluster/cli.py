@@ -15,6 +15,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from cluster.cli_autoscale import status_lines
 from cluster.cli_monitoring import print_monitoring, top
 from config import ConfigError, LoadedConfig, effective, load
 from workers import control_client
@@ -137,6 +138,8 @@ def status(as_json: bool, state_dir: str | None, config_file: str | None) -> Non
         f"workers {workers['current']}/{workers['target']} (min {workers['min']}, max {workers['max']}, "
         f"{workers['mode']})"
     )
+    for line in status_lines(body):
+        console.print(line, markup=False, highlight=False)
     table = Table("group", "name", "pid", "state", "uptime", "CPU %", "RSS", "restarts")
     for row in body["processes"]:
         table.add_row(

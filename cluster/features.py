@@ -9,7 +9,13 @@ if TYPE_CHECKING:
 
 
 def install(supervisor: "Supervisor") -> None:
-    """Register every feature's component on a supervisor before it runs."""
+    """Register every feature's component on a supervisor before it runs.
+
+    Imported here, not at module level, so that prometheus_client is first
+    imported after `cluster start` has set PROMETHEUS_MULTIPROC_DIR.
+    """
+    from cluster.autoscaler import Autoscaler
     from cluster.monitor import Monitor
 
+    supervisor.components.append(Autoscaler(supervisor))
     supervisor.components.append(Monitor(supervisor))

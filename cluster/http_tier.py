@@ -1,11 +1,13 @@
 """The HTTP tier: gunicorn's arbiter, started programmatically, serving aiohttp workers.
 
 Run by the supervisor as ``python -m cluster.http_tier SETTINGS_JSON``. It is
-gunicorn's own arbiter with three changes made in a subclass:
+gunicorn's own arbiter with these changes made in a subclass:
 
 - the worker count follows a target file the supervisor writes, and a HUP
   reload keeps the current count (gunicorn resets it to ``workers``, issue 716);
 - a worker still inside its boot grace is not taken for hung;
+- a scale-down retires the least busy worker (``cluster.retire``), not the
+  oldest, and a worker already told to stop is not counted nor told twice;
 - nothing else runs in this process: the arbiter reaps with ``waitpid(-1)``,
   so helper subprocesses belong to the supervisor, never here.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -24,6 +27,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from cluster.retire import CpuRates, WorkerLoad, retire_order
 from config import Settings
 from observability.logs import ContextFilter, configure, json_formatter, set_role
 from observability.metrics import CHILD_RESTARTS, mark_dead
@@ -95,6 +99,9 @@ class ClusterArbiter(Arbiter):
         self.target_path = Path(app.settings.server.state_dir) / TARGET_FILE
         self.boot_grace = app.settings.server.boot_grace
         self._target_mtime = 0
+        self._retiring: set[int] = set()
+        self._stale_age = 0
+        self.cpu_rates = CpuRates()
         super().__init__(app)
 
     def _follow_target(self) -> None:
@@ -111,8 +118,32 @@ class ClusterArbiter(Arbiter):
             self.num_workers = target
 
     def manage_workers(self) -> None:
+        """gunicorn's, but retiring the least busy workers and not counting those already retiring.
+
+        gunicorn counts a worker it sent SIGTERM until it is reaped; ranking by
+        load instead of age, that would retire a second worker while the first
+        finishes its requests, so retiring pids are tracked here.
+        """
         self._follow_target()
-        super().manage_workers()
+        self._retiring &= set(self.WORKERS)
+        self.cpu_rates.refresh(self.WORKERS, time.monotonic())
+        active = {pid: w for pid, w in self.WORKERS.items() if pid not in self._retiring}
+        for _ in range(self.num_workers - len(active)):
+            self.spawn_worker()
+        excess = len(active) - self.num_workers
+        if excess <= 0:
+            return
+        loads = [WorkerLoad(pid, w.age, self.cpu_rates.rate(pid), w.age <= self._stale_age)
+                 for pid, w in active.items()]
+        for pid in retire_order(loads)[:excess]:
+            self.log.info("retiring worker %s (cpu %.0f%%)", pid, self.cpu_rates.rate(pid) * 100)
+            self._retiring.add(pid)
+            self.kill_worker(pid, signal.SIGTERM)
+
+    def reload(self) -> None:
+        # Every worker alive now runs the old configuration: retire those first.
+        self._stale_age = self.worker_age
+        super().reload()
 
     def spawn_worker(self) -> int:
         pid = super().spawn_worker()

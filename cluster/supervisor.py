@@ -230,7 +230,7 @@ class Supervisor:
             self.scale_mode = "manual"
             self.set_worker_target(workers, "manual scale")
         else:
-            if auto:
+            if auto or (self.scale_mode == "fixed" and new_min < new_max):
                 self.scale_mode = "auto"
             self.set_worker_target(self.worker_target, "bounds changed")
         return self.scale_status()

@@ -86,6 +86,9 @@ class AutoscaleSettings(Section):
     system_cpu_ceiling: float = Field(90.0, gt=0, le=100)
     min_free_memory_mb: int = Field(256, ge=0)
     flap_window: float = Field(120.0, ge=0)
+    backlog_threshold: int = Field(
+        33, ge=0, description="listen backlog that adds a worker at once, cooldown or not (uWSGI busyness); 0: off",
+    )
 
 
 class HealthSettings(Section):
