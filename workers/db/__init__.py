@@ -1,0 +1,6 @@
+"""The PostgreSQL read-replica router (see ``workers.db.router``)."""
+
+from workers.db.errors import NoHostAvailable, PrimaryUnavailable, RouterClosed, RouterError
+from workers.db.router import Router, router_from_settings
+
+__all__ = ["NoHostAvailable", "PrimaryUnavailable", "Router", "RouterClosed", "RouterError", "router_from_settings"]

@@ -1,0 +1,47 @@
+"""Is a replica fresh enough to serve reads? Lag in WAL bytes against the current primary, and in time.
+
+Timestamp lag alone lies: when the primary is idle, ``now() - pg_last_xact_replay_timestamp()``
+grows on a replica that is fully caught up. Receive LSN = replay LSN alone lies too: a replica
+following a dead primary has replayed all it received. So the byte lag is measured against the
+current primary's WAL position, and a replica that has replayed everything the primary has has
+no time lag either. Fresh means within ``max_lag_seconds`` OR within ``max_lag_bytes``, as
+GitLab's load balancer decides.
+"""
+
+from __future__ import annotations
+
+
+def parse_lsn(text: str) -> int:
+    """PostgreSQL's ``X/Y`` LSN as an integer byte position."""
+    high, sep, low = text.partition("/")
+    if not sep:
+        raise ValueError(f"not an LSN: {text!r}")
+    return (int(high, 16) << 32) + int(low, 16)
+
+
+def format_lsn(position: int) -> str:
+    """The integer byte position back in PostgreSQL's ``X/Y`` form."""
+    return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
+
+
+def lag_bytes(primary_lsn: int | None, replay_lsn: int | None) -> int | None:
+    """How far behind the primary a replica has replayed; None when either side is unknown."""
+    if primary_lsn is None or replay_lsn is None:
+        return None
+    return max(0, primary_lsn - replay_lsn)
+
+
+def lag_seconds(behind_bytes: int | None, replay_age: float | None) -> float | None:
+    """Time lag: zero when nothing is left to replay, else the age of the last replayed commit."""
+    if behind_bytes == 0:
+        return 0.0
+    if replay_age is None:
+        return None
+    return max(0.0, replay_age)
+
+
+def is_fresh(seconds: float | None, behind_bytes: int | None, max_seconds: float, max_bytes: int) -> bool:
+    """Fresh when within either limit; a lag that cannot be measured is not within any."""
+    if behind_bytes is not None and behind_bytes <= max_bytes:
+        return True
+    return seconds is not None and seconds <= max_seconds

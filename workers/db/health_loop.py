@@ -1,0 +1,106 @@
+"""The background task that checks every host, off the request path.
+
+Every ``health_check_interval`` (with +-10 % jitter so workers do not probe in step), each host
+is probed on its own connection: reachable, in recovery or not, and its WAL position. The
+primary's position is the yardstick for every replica's byte lag. While a host is down the
+next round comes after at most a second, so it rejoins soon after it is back; a request that
+loses a connection wakes the loop at once (roles are re-probed right away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from typing import TYPE_CHECKING
+
+from workers.db import metrics
+from workers.db.freshness import is_fresh, lag_bytes, lag_seconds
+from workers.db.probe import ProbeResult
+
+if TYPE_CHECKING:
+    from workers.db.router import HostState, Router
+
+log = logging.getLogger("workers.db.health")
+DOWN_RETRY = 1.0
+
+
+def _primary_lsn(results: list[tuple[HostState, ProbeResult]]) -> int | None:
+    positions = [r.lsn for _, r in results if r.ok and r.in_recovery is False and r.lsn is not None]
+    return max(positions) if positions else None
+
+
+async def _apply(router: Router, host: HostState, result: ProbeResult, primary_lsn: int | None, first: bool) -> None:
+    settings = router.settings
+    host.checked_at = time.time()
+    if not result.ok:
+        host.last_error = result.error
+        if first:
+            host.health.first_check(False)
+        elif host.health.check_failed():
+            log.warning("database host %s down after failed checks: %s", host.name, result.error)
+        return
+    if not host.health.up:
+        # Drop the connections that died with the host before it serves again.
+        await host.pool.check()
+    role = "replica" if result.in_recovery else "primary"
+    if role != host.role:
+        log.warning("database host %s now reports itself %s (was %s)", host.name, role, host.role)
+    host.role = role
+    host.lsn = result.lsn
+    if role == "replica":
+        host.lag_bytes = lag_bytes(primary_lsn, result.lsn)
+        host.lag_seconds = lag_seconds(host.lag_bytes, result.replay_age)
+        fresh = is_fresh(host.lag_seconds, host.lag_bytes, settings.max_lag_seconds, settings.max_lag_bytes)
+        if fresh != host.fresh and not first:
+            log.warning("replica %s is %s (lag %s bytes, %s s)", host.name, "fresh again" if fresh else "stale",
+                        host.lag_bytes, host.lag_seconds)
+        host.fresh = fresh
+        if host.lag_bytes is not None:
+            metrics.LAG_BYTES.labels(host.name).set(host.lag_bytes)
+        if host.lag_seconds is not None:
+            metrics.LAG_SECONDS.labels(host.name).set(host.lag_seconds)
+    else:
+        host.lag_bytes = host.lag_seconds = None
+        host.fresh = False
+    if first:
+        host.health.first_check(True)
+    elif host.health.check_passed():
+        log.warning("database host %s is back up", host.name)
+
+
+async def check_round(router: Router, first: bool = False) -> None:
+    """Probe every host at once, then update their states and the routing snapshot."""
+    hosts = router.hosts
+    results = list(zip(hosts, await asyncio.gather(*(h.prober.probe() for h in hosts))))
+    primary_lsn = _primary_lsn(results)
+    if primary_lsn is not None:
+        router.primary_lsn = primary_lsn
+    for host, result in results:
+        # Without a primary this round, replicas are measured against the last position seen.
+        await _apply(router, host, result, router.primary_lsn, first)
+    for host in hosts:
+        metrics.IN_USE.labels(host.name).set(host.load())
+    router.rebuild_routing()
+
+
+def next_delay(interval: float, any_down: bool, rand: float) -> float:
+    """Seconds to the next round: the interval +-10 % (``rand`` in [0, 1)), at most DOWN_RETRY while a host is down."""
+    delay = interval * (0.9 + 0.2 * rand)
+    return min(delay, DOWN_RETRY) if any_down else delay
+
+
+async def run_health_loop(router: Router) -> None:
+    interval = router.settings.health_check_interval
+    while True:
+        any_down = any(not h.health.up for h in router.hosts)
+        try:
+            await asyncio.wait_for(router.wake.wait(), next_delay(interval, any_down, random.random()))
+        except TimeoutError:
+            pass
+        router.wake.clear()
+        try:
+            await check_round(router)
+        except Exception:  # the loop must outlive any single bad round
+            log.exception("database health round failed")
