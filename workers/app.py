@@ -11,6 +11,7 @@ from aiohttp import web
 
 from config import Settings
 from workers import endpoints
+from workers.db import web as db_web
 from workers.access_log import JsonAccessLogger
 from workers.middleware import request_middleware
 from workers.state import WORKER_STATE
@@ -61,6 +62,7 @@ async def build_app(settings: Settings) -> web.Application:
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     endpoints.add_routes(app)
+    db_web.install(app, settings)
     _mark_draining(app)
     return app
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
+from psycopg.conninfo import conninfo_to_dict
 
 from config import Settings
 
@@ -22,10 +22,9 @@ class HostSpec:
 
 
 def host_name(url: str) -> str:
-    """``host:port`` of a PostgreSQL URL, without credentials (a socket path stands in for a missing host)."""
-    parts = urlsplit(url)
-    host = parts.hostname or parts.path or "localhost"
-    return f"{host}:{parts.port or 5432}"
+    """``host:port`` of a PostgreSQL URL, without credentials (a socket dir given as ``?host=`` counts as host)."""
+    params = conninfo_to_dict(url)
+    return f"{params.get('host') or 'localhost'}:{params.get('port') or 5432}"
 
 
 def hosts_from_settings(settings: Settings) -> list[HostSpec]:

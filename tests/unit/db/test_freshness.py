@@ -1,0 +1,39 @@
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from workers.db.freshness import format_lsn, is_fresh, lag_bytes, lag_seconds, parse_lsn
+
+MB = 1024 * 1024
+
+
+def test_parse_lsn_reads_postgres_notation() -> None:
+    assert parse_lsn("0/3000148") == 0x3000148
+    assert parse_lsn("16/B374D848") == (0x16 << 32) + 0xB374D848
+    with pytest.raises(ValueError):
+        parse_lsn("3000148")
+
+
+@given(st.integers(min_value=0, max_value=2**64 - 1))
+def test_format_lsn_round_trips(position: int) -> None:
+    assert parse_lsn(format_lsn(position)) == position
+
+
+def test_byte_lag_is_measured_against_the_primary_and_never_negative() -> None:
+    assert lag_bytes(parse_lsn("0/5000000"), parse_lsn("0/4000000")) == 0x1000000
+    assert lag_bytes(100, 150) == 0  # the replica was read just after the primary
+    assert lag_bytes(None, 100) is None and lag_bytes(100, None) is None
+
+
+def test_a_caught_up_replica_has_no_time_lag_even_when_the_primary_is_idle() -> None:
+    assert lag_seconds(0, 3600.0) == 0.0
+    assert lag_seconds(4096, 12.5) == 12.5
+    assert lag_seconds(4096, None) is None
+
+
+def test_fresh_within_either_limit_as_gitlab_decides() -> None:
+    assert is_fresh(120.0, 1 * MB, max_seconds=10, max_bytes=8 * MB)  # old replay time, few bytes behind
+    assert is_fresh(2.0, 64 * MB, max_seconds=10, max_bytes=8 * MB)  # far behind in bytes, recent in time
+    assert not is_fresh(30.0, 64 * MB, max_seconds=10, max_bytes=8 * MB)
+    assert not is_fresh(None, None, max_seconds=10, max_bytes=8 * MB)
+    assert is_fresh(None, 0, max_seconds=10, max_bytes=0)
