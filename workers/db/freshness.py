@@ -10,6 +10,8 @@ GitLab's load balancer decides.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 def parse_lsn(text: str) -> int:
     """PostgreSQL's ``X/Y`` LSN as an integer byte position."""
@@ -31,10 +33,28 @@ def lag_bytes(primary_lsn: int | None, replay_lsn: int | None) -> int | None:
     return max(0, primary_lsn - replay_lsn)
 
 
-def lag_seconds(behind_bytes: int | None, replay_age: float | None) -> float | None:
-    """Time lag: zero when nothing is left to replay, else the age of the last replayed commit."""
+def time_behind(samples: Sequence[tuple[float, int]], replay_lsn: int, now: float) -> float | None:
+    """Seconds since the primary first wrote past ``replay_lsn``, from its (time, LSN) samples, oldest first.
+
+    This is the lag as pg_stat_replication's replay_lag means it, measured from the outside:
+    it does not grow on a caught-up replica of an idle primary, nor need a replayed commit.
+    None without samples; a lower bound when the replica is behind even the oldest sample.
+    """
+    if not samples:
+        return None
+    for at, lsn in samples:
+        if lsn > replay_lsn:
+            return max(0.0, now - at)
+    return 0.0
+
+
+def lag_seconds(behind_bytes: int | None, behind_for: float | None, replay_age: float | None) -> float | None:
+    """Time lag: zero when nothing is left to replay; else how long the primary has been ahead,
+    or failing that the age of the last replayed commit."""
     if behind_bytes == 0:
         return 0.0
+    if behind_for is not None:
+        return behind_for
     if replay_age is None:
         return None
     return max(0.0, replay_age)

@@ -16,7 +16,7 @@ import time
 from typing import TYPE_CHECKING
 
 from workers.db import metrics
-from workers.db.freshness import is_fresh, lag_bytes, lag_seconds
+from workers.db.freshness import is_fresh, lag_bytes, lag_seconds, time_behind
 from workers.db.probe import ProbeResult
 
 if TYPE_CHECKING:
@@ -51,7 +51,8 @@ async def _apply(router: Router, host: HostState, result: ProbeResult, primary_l
     host.lsn = result.lsn
     if role == "replica":
         host.lag_bytes = lag_bytes(primary_lsn, result.lsn)
-        host.lag_seconds = lag_seconds(host.lag_bytes, result.replay_age)
+        behind_for = None if result.lsn is None else time_behind(router.primary_samples, result.lsn, time.time())
+        host.lag_seconds = lag_seconds(host.lag_bytes, behind_for, result.replay_age)
         fresh = is_fresh(host.lag_seconds, host.lag_bytes, settings.max_lag_seconds, settings.max_lag_bytes)
         if fresh != host.fresh and not first:
             log.warning("replica %s is %s (lag %s bytes, %s s)", host.name, "fresh again" if fresh else "stale",
@@ -77,6 +78,7 @@ async def check_round(router: Router, first: bool = False) -> None:
     primary_lsn = _primary_lsn(results)
     if primary_lsn is not None:
         router.primary_lsn = primary_lsn
+        router.primary_samples.append((time.time(), primary_lsn))
     for host, result in results:
         # Without a primary this round, replicas are measured against the last position seen.
         await _apply(router, host, result, router.primary_lsn, first)

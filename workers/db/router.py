@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,6 +45,7 @@ from workers.db.selection import HostView, ObservedRole, Routing, pick_read_host
 from workers.db.strategies import make_strategy
 
 log = logging.getLogger("workers.db")
+PRIMARY_SAMPLES = 256
 
 
 class HostState:
@@ -136,6 +138,8 @@ class Router:
                                              self.replicas_configured)
         self.replayed: dict[str, int | None] = {}
         self.primary_lsn: int | None = None
+        # The primary's position at each round, for the time lag of replicas behind it.
+        self.primary_samples: deque[tuple[float, int]] = deque(maxlen=PRIMARY_SAMPLES)
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._open = False

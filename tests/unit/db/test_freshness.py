@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.db.freshness import format_lsn, is_fresh, lag_bytes, lag_seconds, parse_lsn
+from workers.db.freshness import format_lsn, is_fresh, lag_bytes, lag_seconds, parse_lsn, time_behind
 
 MB = 1024 * 1024
 
@@ -26,9 +26,19 @@ def test_byte_lag_is_measured_against_the_primary_and_never_negative() -> None:
 
 
 def test_a_caught_up_replica_has_no_time_lag_even_when_the_primary_is_idle() -> None:
-    assert lag_seconds(0, 3600.0) == 0.0
-    assert lag_seconds(4096, 12.5) == 12.5
-    assert lag_seconds(4096, None) is None
+    assert lag_seconds(0, 50.0, 3600.0) == 0.0
+    assert lag_seconds(4096, 2.0, 3600.0) == 2.0  # measured against the primary, not the last commit
+    assert lag_seconds(4096, None, 12.5) == 12.5
+    assert lag_seconds(4096, None, None) is None
+
+
+def test_time_behind_is_how_long_the_primary_has_been_past_the_replay_position() -> None:
+    samples = [(100.0, 1000), (115.0, 1000), (130.0, 5000), (145.0, 9000)]
+    assert time_behind(samples, 9000, now=150.0) == 0.0
+    assert time_behind(samples, 6000, now=150.0) == 5.0  # the primary passed 6000 at 145
+    assert time_behind(samples, 1000, now=150.0) == 20.0  # paused since before 130
+    assert time_behind(samples, 10, now=150.0) == 50.0  # behind every sample: a lower bound
+    assert time_behind([], 10, now=150.0) is None
 
 
 def test_fresh_within_either_limit_as_gitlab_decides() -> None:
