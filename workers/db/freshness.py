@@ -26,6 +26,17 @@ def format_lsn(position: int) -> str:
     return f"{position >> 32:X}/{position & 0xFFFFFFFF:X}"
 
 
+def wal_end(insert_lsn: int, block_size: int = 8192) -> int:
+    """Where written WAL ends, from ``pg_current_wal_insert_lsn()``.
+
+    At a page boundary the insert position points past the next page's header (24 bytes, or
+    40 at a segment start), which no replica ever replays to; no record ends there (a record
+    has a 24-byte header itself), so such a position means the page start.
+    """
+    offset = insert_lsn % block_size
+    return insert_lsn - offset if offset in (24, 40) else insert_lsn
+
+
 def lag_bytes(primary_lsn: int | None, replay_lsn: int | None) -> int | None:
     """How far behind the primary a replica has replayed; None when either side is unknown."""
     if primary_lsn is None or replay_lsn is None:

@@ -78,6 +78,7 @@ async def check_round(router: Router, first: bool = False) -> None:
     primary_lsn = _primary_lsn(results)
     if primary_lsn is not None:
         router.primary_lsn = primary_lsn
+        router.wal_block_size = next(r.block_size for _, r in results if r.ok and r.in_recovery is False)
         router.primary_samples.append((time.time(), primary_lsn))
     for host, result in results:
         # Without a primary this round, replicas are measured against the last position seen.
@@ -95,10 +96,13 @@ def next_delay(interval: float, any_down: bool, rand: float) -> float:
 
 async def run_health_loop(router: Router) -> None:
     interval = router.settings.health_check_interval
-    while True:
+    # The open flag, not cancellation alone, ends the loop: on 3.11 a cancel that lands as the
+    # wake event fires can be swallowed by the wait.
+    while router.is_open:
         any_down = any(not h.health.up for h in router.hosts)
         try:
-            await asyncio.wait_for(router.wake.wait(), next_delay(interval, any_down, random.random()))
+            async with asyncio.timeout(next_delay(interval, any_down, random.random())):
+                await router.wake.wait()
         except TimeoutError:
             pass
         router.wake.clear()

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import psycopg
 
-from workers.db.freshness import parse_lsn
+from workers.db.freshness import parse_lsn, wal_end
 
 # One round trip gives the role and the position: the primary's insert LSN (the end of what it
 # has written, commit records included even with asynchronous commit) or the replica's replay
@@ -16,7 +16,8 @@ PROBE_SQL = """
 SELECT pg_is_in_recovery(),
        CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_insert_lsn() END::text,
        CASE WHEN pg_is_in_recovery()
-            THEN EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END
+            THEN EXTRACT(EPOCH FROM clock_timestamp() - pg_last_xact_replay_timestamp())::float8 END,
+       current_setting('wal_block_size')::int
 """
 
 
@@ -26,6 +27,7 @@ class ProbeResult:
     in_recovery: bool | None = None
     lsn: int | None = None
     replay_age: float | None = None
+    block_size: int = 8192
     error: str | None = None
 
 
@@ -51,8 +53,9 @@ class Prober:
         cur = await conn.execute(PROBE_SQL)
         row = await cur.fetchone()
         assert row is not None
-        in_recovery, lsn, age = row
-        return ProbeResult(True, bool(in_recovery), parse_lsn(lsn) if lsn else None, age)
+        in_recovery, lsn, age, block_size = row
+        position = None if not lsn else parse_lsn(lsn) if in_recovery else wal_end(parse_lsn(lsn), block_size)
+        return ProbeResult(True, bool(in_recovery), position, age, block_size)
 
     async def probe(self) -> ProbeResult:
         try:

@@ -36,7 +36,7 @@ from workers.db.errors import (
     classify,
     is_read_only_answer,
 )
-from workers.db.freshness import format_lsn
+from workers.db.freshness import format_lsn, parse_lsn, wal_end
 from workers.db.health_loop import check_round, run_health_loop
 from workers.db.health_state import HostHealth
 from workers.db.hosts import HostSpec, hosts_from_settings
@@ -138,6 +138,7 @@ class Router:
                                              self.replicas_configured)
         self.replayed: dict[str, int | None] = {}
         self.primary_lsn: int | None = None
+        self.wal_block_size = 8192  # the primary's, once probed
         # The primary's position at each round, for the time lag of replicas behind it.
         self.primary_samples: deque[tuple[float, int]] = deque(maxlen=PRIMARY_SAMPLES)
         self.wake = asyncio.Event()
@@ -159,6 +160,7 @@ class Router:
     async def close(self) -> None:
         self._open = False
         if self._task is not None:
+            self.wake.set()
             self._task.cancel()
             try:
                 await self._task
@@ -203,6 +205,10 @@ class Router:
             self.rebuild_routing()
         self.wake.set()
 
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
     def require_open(self) -> None:
         if not self._open:
             raise RouterClosed("the database router is not started (or already closed)")
@@ -212,7 +218,8 @@ class Router:
         cur = await conn.execute("SELECT pg_current_wal_insert_lsn()::text")
         row = await cur.fetchone()
         if row is not None:
-            read_your_writes_var.set({"lsn": row[0], "at": time.time()})
+            end = wal_end(parse_lsn(row[0]), self.wal_block_size)
+            read_your_writes_var.set({"lsn": format_lsn(end), "at": time.time()})
 
     # -- surfaces ----------------------------------------------------------------
 

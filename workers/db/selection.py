@@ -96,15 +96,16 @@ def pick_read_host(routing: Routing, strategy: Strategy, replayed: Mapping[str, 
     """The host for one read, or None when no host is left to try.
 
     ``must_see`` (read-your-writes) keeps only replicas known to have replayed that far; with
-    none, the read goes to the fallback order, whose head is the primary by default.
+    none, the read goes to the primary, and only with the primary down to the other hosts.
     """
     candidates: Sequence[str] = routing.fresh_replicas
+    fallback: Sequence[str] = routing.fallback
     if must_see is not None:
-        candidates = [n for n in candidates if (replayed.get(n) or -1) >= must_see]
-        fallback: Sequence[str] = routing.fallback if not routing.writer else (
-            routing.writer, *[n for n in routing.fallback if n != routing.writer])
-    else:
-        fallback = routing.fallback
+        seen = [n for n in candidates if (replayed.get(n) or -1) >= must_see]
+        # The primary first; with it down, a replica that may not have the write beats no read.
+        others = [n for n in (*fallback, *candidates) if n != routing.writer]
+        fallback = [routing.writer, *others] if routing.writer else others
+        candidates = seen
     if exclude:
         candidates = [n for n in candidates if n not in exclude]
     if candidates:

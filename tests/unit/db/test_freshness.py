@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from workers.db.freshness import format_lsn, is_fresh, lag_bytes, lag_seconds, parse_lsn, time_behind
+from workers.db.freshness import format_lsn, is_fresh, lag_bytes, lag_seconds, parse_lsn, time_behind, wal_end
 
 MB = 1024 * 1024
 
@@ -47,3 +47,10 @@ def test_fresh_within_either_limit_as_gitlab_decides() -> None:
     assert not is_fresh(30.0, 64 * MB, max_seconds=10, max_bytes=8 * MB)
     assert not is_fresh(None, None, max_seconds=10, max_bytes=8 * MB)
     assert is_fresh(None, 0, max_seconds=10, max_bytes=0)
+
+
+def test_wal_end_steps_back_over_a_page_header_the_insert_position_points_past() -> None:
+    assert wal_end(parse_lsn("0/5000028")) == parse_lsn("0/5000000")  # long header, segment start
+    assert wal_end(parse_lsn("0/5002018")) == parse_lsn("0/5002000")  # short header
+    assert wal_end(parse_lsn("0/5002060")) == parse_lsn("0/5002060")  # mid-page: a real record end
+    assert wal_end(0x4000 + 24, block_size=16384) == 0x4000

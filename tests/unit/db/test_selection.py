@@ -66,3 +66,10 @@ def test_token_lsn_honours_the_sticky_window_and_ignores_mangled_tokens() -> Non
     assert token_lsn({"lsn": "nonsense", "at": 1000.0}, 1001.0, 30) is None
     assert token_lsn({"lsn": "0/1"}, 1001.0, 30) is None
     assert token_lsn("0/1", 1001.0, 30) is None
+
+
+def test_read_your_writes_with_the_primary_down_still_reads_somewhere() -> None:
+    routing = plan_routing([HostView("p", "primary", up=False, fresh=False), r("a"), r("b", fresh=False, lag=9)],
+                           "primary", True)
+    assert pick_read_host(routing, RoundRobin(), {"a": 10, "b": 10}, must_see=4000) == "b"
+    assert pick_read_host(routing, RoundRobin(), {"a": 10, "b": 10}, must_see=4000, exclude=["b"]) == "a"
