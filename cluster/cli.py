@@ -214,6 +214,11 @@ def config_check(file: str | None) -> None:
     click.echo(f"ok: {where}")
 
 
+from cluster.cli_replicas import replicas  # noqa: E402  (registered after main is defined)
+
+main.add_command(replicas)
+
+
 def run() -> None:
     """Console-script entry point."""
     main(prog_name=os.path.basename(sys.argv[0]) if sys.argv else "cluster")

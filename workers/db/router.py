@@ -101,9 +101,13 @@ class HostState:
     def view(self) -> HostView:
         return HostView(self.name, self.role, self.health.up, self.fresh, self.lag_bytes, self.lag_seconds)
 
-    def status(self) -> dict[str, Any]:
-        stats = self.pool.get_stats()
-        in_use = stats["pool_size"] - stats["pool_available"]
+    def status(self, pools: bool = True) -> dict[str, Any]:
+        connections = None
+        if pools:
+            stats = self.pool.get_stats()
+            connections = {"in_use": stats["pool_size"] - stats["pool_available"], "idle": stats["pool_available"],
+                           "size": stats["pool_size"], "max": stats["pool_max"],
+                           "waiting": stats.get("requests_waiting", 0)}
         return {
             "host": self.name,
             "role": self.role,
@@ -113,8 +117,7 @@ class HostState:
             "lag_seconds": None if self.lag_seconds is None else round(self.lag_seconds, 3),
             "lag_bytes": self.lag_bytes,
             "lsn": None if self.lsn is None else format_lsn(self.lsn),
-            "connections": {"in_use": in_use, "idle": stats["pool_available"], "size": stats["pool_size"],
-                            "max": stats["pool_max"], "waiting": stats.get("requests_waiting", 0)},
+            "connections": connections,
             "queries": self.queries,
             "errors": self.errors,
             "last_error": self.last_error,
@@ -223,10 +226,11 @@ class Router:
 
     # -- surfaces ----------------------------------------------------------------
 
-    def status(self) -> dict[str, Any]:
+    def status(self, pools: bool = True) -> dict[str, Any]:
         routing = self.routing
-        for host in self.hosts:
-            metrics.IN_USE.labels(host.name).set(host.load())
+        if pools:
+            for host in self.hosts:
+                metrics.IN_USE.labels(host.name).set(host.load())
         return {
             "enabled": True,
             "strategy": self.settings.strategy,
@@ -237,7 +241,7 @@ class Router:
             "replicas_unusable": routing.replicas_unusable,
             "limits": {"max_lag_seconds": self.settings.max_lag_seconds, "max_lag_bytes": self.settings.max_lag_bytes,
                        "sticky_window": self.settings.sticky_window},
-            "hosts": [host.status() for host in self.hosts],
+            "hosts": [host.status(pools) for host in self.hosts],
         }
 
 
@@ -419,3 +423,20 @@ def router_from_settings(settings: Settings) -> Router | None:
     """The router for ``database.*``, or None when no ``database.url`` is set (the router is off)."""
     specs = hosts_from_settings(settings)
     return Router(settings.database, specs) if specs else None
+
+
+async def probe_status(settings: Settings) -> dict[str, Any] | None:
+    """One round of health checks from outside a worker: roles, states and lag, no pool figures.
+
+    For ``cluster replicas status --probe``, when no cluster runs (pools are never opened).
+    """
+    router = router_from_settings(settings)
+    if router is None:
+        return None
+    try:
+        await check_round(router, first=True)
+        status = router.status(pools=False)
+    finally:
+        for host in router.hosts:
+            await host.prober.close()
+    return status

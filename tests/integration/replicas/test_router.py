@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from config import Settings
 from observability.context import read_your_writes_var
 from tests.pg_fixture import PgCluster
 from tests.support import wait_for
@@ -20,11 +21,12 @@ pytestmark = pytest.mark.integration
 PORT_SQL = "SELECT inet_server_port()"
 
 
-def run(cluster: PgCluster, body: Callable[[Router], Awaitable[Any]], **database: Any) -> Any:
+def run(cluster: PgCluster, body: Callable[[Router], Awaitable[Any]], settings: Settings | None = None,
+        **database: Any) -> Any:
     """Start a router over the cluster, run ``body`` with it in a fresh event loop, close it."""
 
     async def main() -> Any:
-        router = router_from_settings(cluster.settings(**database))
+        router = router_from_settings(settings or cluster.settings(**database))
         assert router is not None
         await router.start()
         try:
@@ -222,18 +224,8 @@ def test_two_hosts_claiming_primary_refuse_writes(pg_cluster: PgCluster) -> None
 
     settings = pg_cluster.settings()
     twin = settings.database.replicas[0].model_copy(update={"url": pg_cluster.primary["url"]})
-
-    async def main() -> str:
-        db = settings.database.model_copy(update={"replicas": [twin]})
-        router = router_from_settings(settings.model_copy(update={"database": db}))
-        assert router is not None
-        await router.start()
-        try:
-            return await body(router)
-        finally:
-            await router.close()
-
-    message = asyncio.run(main())
+    db = settings.database.model_copy(update={"replicas": [twin]})
+    message = run(pg_cluster, body, settings.model_copy(update={"database": db}))
     assert "all claim to be primary" in message
 
 
