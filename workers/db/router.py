@@ -302,6 +302,8 @@ class ReadConnection:
                     host.name, failure.value if failure else "error", host.last_error)
         if failure is Failure.HOST_DOWN:
             self._router.host_failed(host, exc)
+        elif failure is Failure.BUSY:
+            self._router.wake.set()  # a pool that cannot connect may hide a dead host: check now
 
     @property
     def connection(self) -> AsyncConnection:

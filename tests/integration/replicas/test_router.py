@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from config import Settings
 from observability.context import read_your_writes_var
@@ -62,8 +63,14 @@ def test_weighted_distribution_follows_3_3_2_and_interleaves(pg_cluster: PgClust
     async def body(router: Router) -> list[int]:
         return [await read_port(router) for _ in range(reads)]
 
+    def routed(name: str) -> float:
+        return REGISTRY.get_sample_value("cluster_db_queries_total",
+                                         {"host": pg_cluster.host(name), "role": "replica"}) or 0.0
+
+    before = {name: routed(name) for name in ("replica1", "replica2", "replica3")}
     ports = run(pg_cluster, body, strategy="weighted", health_check_interval=60)
     counts = Counter(pg_cluster.name_of(p) for p in ports)
+    assert {name: routed(name) - before[name] for name in before} == {n: counts[n] for n in before}
     # Tolerance: 2 % of all reads per host. Smooth WRR is exact while every replica stays fresh;
     # the slack only absorbs a replica judged stale for a moment on this shared machine.
     for name, weight in zip(("replica1", "replica2", "replica3"), (3, 3, 2)):
