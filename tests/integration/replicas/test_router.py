@@ -253,3 +253,38 @@ def test_a_write_during_a_primary_outage_fails_clearly_while_reads_go_on(pg_clus
         pg_cluster.restore()
     assert "primary" in message and pg_cluster.host("primary") in message
     assert len(ports) == 30 and pg_cluster.port_of("primary") not in ports
+
+
+def test_a_read_cancelled_by_a_recovery_conflict_is_retried_on_another_host(pg_cluster: PgCluster) -> None:
+    pg_cluster.sql("primary", "CREATE TABLE IF NOT EXISTS conflicted (v int)")
+    pg_cluster.sql("replica1", "ALTER SYSTEM SET max_standby_streaming_delay = 0")
+    pg_cluster.sql("replica1", "SELECT pg_reload_conf()")
+    for replica in ("replica1", "replica2"):
+        wait_for(lambda: pg_cluster.sql(replica, "SELECT to_regclass('conflicted') IS NOT NULL") == "True",
+                 30, 0.1, "the table on the replicas")
+    wait_for(lambda: pg_cluster.sql("replica1", "SHOW max_standby_streaming_delay") == "0", 30, 0.1, "the reload")
+    conflicting = pg_cluster.host("replica1")
+
+    async def body(router: Router) -> tuple[Any, dict[str, Any]]:
+        async def slow_read() -> Any:
+            async with router.read() as conn:
+                # Holds a lock on the table on the replica while the primary truncates it.
+                return await conn.fetchone("SELECT inet_server_port(), (SELECT count(*) FROM conflicted), "
+                                           "pg_sleep(1.5)::text")
+
+        reading = asyncio.create_task(slow_read())
+        await until(lambda: router.by_name[conflicting].queries > 0, "the read to start on replica1")
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(pg_cluster.sql, "primary", "TRUNCATE conflicted")
+        row = await reading
+        return row, next(h for h in router.status()["hosts"] if h["host"] == conflicting)
+
+    replicas = pg_cluster.settings().database.replicas[:2]
+    try:
+        row, status = run(pg_cluster, body, strategy="round_robin", replicas=replicas, health_check_interval=60)
+    finally:
+        pg_cluster.sql("replica1", "ALTER SYSTEM RESET max_standby_streaming_delay")
+        pg_cluster.sql("replica1", "SELECT pg_reload_conf()")
+    assert row[0] == pg_cluster.port_of("replica2")
+    assert status["errors"] == 1 and "conflict with recovery" in status["last_error"]
+    assert status["state"] == "up", "a recovery conflict does not take the host out"
