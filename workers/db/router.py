@@ -157,7 +157,7 @@ class Router:
         self._open = True
         await check_round(self, first=True)
         self._task = asyncio.create_task(run_health_loop(self), name="db-health")
-        log.info("database router started", extra={"hosts": [h.status()["host"] for h in self.hosts],
+        log.info("database router started", extra={"hosts": [h.name for h in self.hosts],
                                                    "strategy": self.settings.strategy})
 
     async def close(self) -> None:
@@ -270,11 +270,15 @@ class ReadConnection:
         await self._acquire(None)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         host, conn = self.host, self.conn
-        if host is not None and conn is not None:
-            self.conn = None
-            await host.pool.putconn(conn)
+        if host is None or conn is None:
+            return
+        self.conn = None
+        if exc is not None and classify(exc, False) is Failure.HOST_DOWN:
+            # Lost while the caller used the connection directly; idempotent if execute() saw it first.
+            self._router.host_failed(host, exc)
+        await host.pool.putconn(conn)
 
     async def _acquire(self, last_error: BaseException | None) -> None:
         router = self._router
@@ -368,6 +372,8 @@ class PrimaryConnection:
             host.count_error(exc)
             if classify(exc, False) is Failure.HOST_DOWN:
                 router.host_failed(host, exc)
+            else:
+                router.wake.set()  # no connection in time: a dead primary can look like a full pool
             raise PrimaryUnavailable(f"cannot get a connection to the primary {host.name}: {exc}") from exc
         host.count_query()
         self.host, self.conn = host, conn
