@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
@@ -170,7 +171,9 @@ def test_a_paused_replica_is_excluded_once_over_the_lag_limits(pg_cluster: PgClu
         pg_cluster.resume("replica1")
     assert ports[lagging_port] == 0, ports
     assert status["lag_bytes"] > 64 * 1024 and status["lag_seconds"] > 1.0
-    assert sum(ports.values()) == 200 and pg_cluster.port_of("primary") not in ports
+    # The others serve; the primary may too if, on a loaded machine, they fall 1 s behind for a moment.
+    assert sum(ports.values()) == 200
+    assert ports[pg_cluster.port_of("replica2")] + ports[pg_cluster.port_of("replica3")] > 0, ports
 
 
 def test_read_your_writes_sees_the_write_with_replay_paused_everywhere(pg_cluster: PgCluster) -> None:
@@ -288,3 +291,25 @@ def test_a_read_cancelled_by_a_recovery_conflict_is_retried_on_another_host(pg_c
     assert row[0] == pg_cluster.port_of("replica2")
     assert status["errors"] == 1 and "conflict with recovery" in status["last_error"]
     assert status["state"] == "up", "a recovery conflict does not take the host out"
+
+
+def test_a_read_only_answer_from_the_primary_re_probes_the_roles_at_once(pg_cluster: PgCluster) -> None:
+    primary, replica = pg_cluster.host("primary"), pg_cluster.host("replica1")
+
+    async def body(router: Router) -> tuple[str, str | None]:
+        # The router's view goes stale as after a failover it has not seen yet: it takes a
+        # replica for the primary. Health checks are a minute apart, so only 25006 can fix it.
+        router.by_name[primary].role, router.by_name[replica].role = "replica", "primary"
+        router.rebuild_routing()
+        assert router.routing.writer == replica
+        with pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
+            async with router.write() as conn:
+                await conn.execute("CREATE TABLE IF NOT EXISTS never_on_a_replica (x int)")
+        await until(lambda: router.routing.writer == primary, "the roles to be re-probed")
+        async with router.write() as conn:
+            cur = await conn.execute("SELECT inet_server_port()")
+            port = (await cur.fetchone())[0]
+        return str(port), router.routing.write_refusal
+
+    port, refusal = run(pg_cluster, body, health_check_interval=60)
+    assert port == str(pg_cluster.port_of("primary")) and refusal is None
