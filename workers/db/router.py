@@ -204,7 +204,8 @@ class Router:
     def host_failed(self, host: HostState, exc: BaseException) -> None:
         """A request could not reach the host: out of rotation at once, and every role re-probed now."""
         if host.health.request_failed():
-            log.warning("database host %s taken out after a request failed: %s", host.name, host.last_error)
+            log.warning("database host %s taken out after a request failed: %s: %s",
+                        host.name, type(exc).__name__, str(exc).strip())
             self.rebuild_routing()
         self.wake.set()
 
