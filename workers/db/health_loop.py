@@ -31,9 +31,10 @@ def _primary_lsn(results: list[tuple[HostState, ProbeResult]]) -> int | None:
     return max(positions) if positions else None
 
 
-async def _apply(router: Router, host: HostState, result: ProbeResult, primary_lsn: int | None, first: bool) -> None:
+async def _apply(router: Router, host: HostState, result: ProbeResult, primary_lsn: int | None, now: float,
+                 first: bool) -> None:
     settings = router.settings
-    host.checked_at = time.time()
+    host.checked_at = now
     if not result.ok:
         host.last_error = result.error
         if first:
@@ -51,7 +52,7 @@ async def _apply(router: Router, host: HostState, result: ProbeResult, primary_l
     host.lsn = result.lsn
     if role == "replica":
         host.lag_bytes = lag_bytes(primary_lsn, result.lsn)
-        behind_for = None if result.lsn is None else time_behind(router.primary_samples, result.lsn, time.time())
+        behind_for = None if result.lsn is None else time_behind(router.primary_samples, result.lsn, now)
         host.lag_seconds = lag_seconds(host.lag_bytes, behind_for, result.replay_age)
         fresh = is_fresh(host.lag_seconds, host.lag_bytes, settings.max_lag_seconds, settings.max_lag_bytes)
         if fresh != host.fresh and not first:
@@ -75,15 +76,21 @@ async def check_round(router: Router, first: bool = False) -> None:
     """Probe every host at once, then update their states and the routing snapshot."""
     hosts = router.hosts
     results = list(zip(hosts, await asyncio.gather(*(h.prober.probe() for h in hosts))))
+    await apply_round(router, results, time.time(), first)
+
+
+async def apply_round(router: Router, results: list[tuple[HostState, ProbeResult]], now: float,
+                      first: bool = False) -> None:
+    """Update every host from one round of probe results taken at ``now``, then the routing snapshot."""
     primary_lsn = _primary_lsn(results)
     if primary_lsn is not None:
         router.primary_lsn = primary_lsn
         router.wal_block_size = next(r.block_size for _, r in results if r.ok and r.in_recovery is False)
-        router.primary_samples.append((time.time(), primary_lsn))
+        router.primary_samples.append((now, primary_lsn))
     for host, result in results:
         # Without a primary this round, replicas are measured against the last position seen.
-        await _apply(router, host, result, router.primary_lsn, first)
-    for host in hosts:
+        await _apply(router, host, result, router.primary_lsn, now, first)
+    for host in router.hosts:
         metrics.IN_USE.labels(host.name).set(host.load())
     router.rebuild_routing()
 
