@@ -41,7 +41,15 @@ from workers.db.health_loop import check_round, run_health_loop
 from workers.db.health_state import HostHealth
 from workers.db.hosts import HostSpec, hosts_from_settings
 from workers.db.probe import Prober
-from workers.db.selection import HostView, ObservedRole, Routing, pick_read_host, plan_routing, token_lsn
+from workers.db.selection import (
+    HostView,
+    ObservedRole,
+    Routing,
+    pick_read_host,
+    plan_routing,
+    replicas_to_verify,
+    token_lsn,
+)
 from workers.db.strategies import make_strategy
 
 log = logging.getLogger("workers.db")
@@ -209,6 +217,12 @@ class Router:
             self.rebuild_routing()
         self.wake.set()
 
+    def note_replayed(self, host: HostState, position: int) -> None:
+        """A replay position seen by a request: newer than the health loop's, never older."""
+        if host.lsn is None or position > host.lsn:
+            host.lsn = position
+            self.replayed[host.name] = position
+
     @property
     def is_open(self) -> bool:
         return self._open
@@ -268,8 +282,38 @@ class ReadConnection:
 
     async def __aenter__(self) -> ReadConnection:
         self._router.require_open()
-        await self._acquire(None)
+        if self._must_see is None or not await self._caught_up_replica(self._must_see):
+            await self._acquire(None)
         return self
+
+    async def _caught_up_replica(self, must_see: int) -> bool:
+        """Read-your-writes with no replica known to be past the write (the health loop's view is
+        up to one interval old): ask one fresh replica how far it has replayed, on the connection
+        the read would use. One extra round trip, and the answer serves later reads too."""
+        router = self._router
+        candidates = replicas_to_verify(router.routing, router.replayed, must_see)
+        if not candidates:
+            return False
+        host = router.by_name[router.strategy.choose(candidates)]
+        conn: AsyncConnection | None = None
+        try:
+            conn = await host.pool.getconn()
+            cur = await conn.execute("SELECT pg_last_wal_replay_lsn()::text")
+            row = await cur.fetchone()
+        except (psycopg.OperationalError, TooManyRequests) as exc:
+            if conn is not None:
+                await host.pool.putconn(conn)
+            self._failed(host, exc, Failure.BUSY if isinstance(exc, TooManyRequests) else classify(exc, True))
+            return False
+        position = parse_lsn(row[0]) if row and row[0] else None
+        if position is not None:
+            router.note_replayed(host, position)
+        if position is None or position < must_see:
+            await host.pool.putconn(conn)
+            return False
+        self.host, self.conn = host, conn
+        host.count_query()
+        return True
 
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: Any) -> None:
         host, conn = self.host, self.conn

@@ -114,3 +114,11 @@ def pick_read_host(routing: Routing, strategy: Strategy, replayed: Mapping[str, 
         if name not in exclude:
             return name
     return None
+
+
+def replicas_to_verify(routing: Routing, replayed: Mapping[str, int | None], must_see: int) -> list[str]:
+    """Fresh replicas worth asking how far they have replayed, before a read-your-writes read
+    falls back to the primary: none when one is already known to be past ``must_see``."""
+    if any((replayed.get(n) or -1) >= must_see for n in routing.fresh_replicas):
+        return []
+    return list(routing.fresh_replicas)

@@ -313,3 +313,24 @@ def test_a_read_only_answer_from_the_primary_re_probes_the_roles_at_once(pg_clus
 
     port, refusal = run(pg_cluster, body, health_check_interval=60)
     assert port == str(pg_cluster.port_of("primary")) and refusal is None
+
+
+def test_read_your_writes_reads_a_replica_once_it_has_replayed_the_write(pg_cluster: PgCluster) -> None:
+    marker = uuid.uuid4().hex
+    pg_cluster.sql("primary", "CREATE TABLE IF NOT EXISTS ryw (marker text)")
+
+    async def body(router: Router) -> Any:
+        read_your_writes_var.set(None)
+        async with router.write() as conn:
+            await conn.execute("INSERT INTO ryw VALUES (%s)", (marker,))
+        token = read_your_writes_var.get()
+        for replica in pg_cluster.replicas:  # health checks are a minute apart: the router cannot know this
+            await until(lambda: pg_cluster.sql(replica["name"], "SELECT pg_last_wal_replay_lsn() >= "
+                                               f"'{token['lsn']}'::pg_lsn") == "True", "replicas to replay the write")
+        async with router.read() as conn:
+            seen = await conn.fetchone("SELECT count(*), inet_server_port() FROM ryw WHERE marker = %s GROUP BY 2",
+                                       (marker,))
+        return seen
+
+    seen = run(pg_cluster, body, health_check_interval=60)
+    assert seen[0] == 1 and seen[1] != pg_cluster.port_of("primary"), seen

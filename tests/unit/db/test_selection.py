@@ -1,4 +1,4 @@
-from workers.db.selection import HostView, pick_read_host, plan_routing, token_lsn
+from workers.db.selection import HostView, pick_read_host, plan_routing, replicas_to_verify, token_lsn
 from workers.db.strategies import RoundRobin
 
 P = HostView("p", "primary", up=True, fresh=False)
@@ -73,3 +73,10 @@ def test_read_your_writes_with_the_primary_down_still_reads_somewhere() -> None:
                            "primary", True)
     assert pick_read_host(routing, RoundRobin(), {"a": 10, "b": 10}, must_see=4000) == "b"
     assert pick_read_host(routing, RoundRobin(), {"a": 10, "b": 10}, must_see=4000, exclude=["b"]) == "a"
+
+
+def test_replicas_are_verified_only_when_none_is_known_past_the_write() -> None:
+    routing = plan_routing([P, r("a"), r("b"), r("c", up=False)], "primary", True)
+    assert replicas_to_verify(routing, {"a": 10, "b": 20}, must_see=30) == ["a", "b"]
+    assert replicas_to_verify(routing, {"a": 10, "b": 30}, must_see=30) == []
+    assert replicas_to_verify(plan_routing([P, r("a", fresh=False, lag=99)], "primary", True), {}, 30) == []
