@@ -20,7 +20,8 @@ from workers.db.freshness import is_fresh, lag_bytes, lag_seconds, time_behind
 from workers.db.probe import ProbeResult
 
 if TYPE_CHECKING:
-    from workers.db.router import HostState, Router
+    from workers.db.host_state import HostState
+    from workers.db.router import Router
 
 log = logging.getLogger("workers.db.health")
 DOWN_RETRY = 1.0
