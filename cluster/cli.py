@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cluster.cli_autoscale import status_lines
 from cluster.cli_monitoring import print_monitoring, top
+from cluster.cli_replicas import replicas
 from config import ConfigError, LoadedConfig, effective, load
 from workers import control_client
 
@@ -228,6 +229,7 @@ def config_check(file: str | None) -> None:
 
 
 main.add_command(top)
+main.add_command(replicas)
 
 
 def run() -> None:

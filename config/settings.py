@@ -156,6 +156,8 @@ class DatabaseSettings(Section):
     max_lag_bytes: int = Field(8 * 1024 * 1024, ge=0)
     fallback: Literal["primary", "least_lagged"] = "primary"
     sticky_window: float = Field(30.0, ge=0)
+    connect_timeout: float = Field(2.0, gt=0, description="health probes: connect and statement timeout (s)")
+    checkout_timeout: float = Field(5.0, gt=0, description="wait for a pool connection at most this long (s)")
 
     @field_validator("url")
     @classmethod
