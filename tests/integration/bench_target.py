@@ -1,0 +1,48 @@
+"""A real aiohttp server for the `cluster bench` tests: ``python -m tests.integration.bench_target PORT``.
+
+/ok answers 200, /fail 500, anything else 404. /stall answers 200, except
+that the first request arriving ``STALL_AFTER`` seconds after the first one
+blocks the whole server for ``STALL_FOR`` seconds (a stop-the-world pause).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from aiohttp import web
+
+STALL_AFTER = float(os.environ.get("STALL_AFTER", "1.0"))
+STALL_FOR = float(os.environ.get("STALL_FOR", "1.0"))
+_state = {"first": 0.0, "stalled": False}
+
+
+async def ok(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def fail(request: web.Request) -> web.Response:
+    return web.Response(status=500, text="boom")
+
+
+async def stall(request: web.Request) -> web.Response:
+    now = time.monotonic()
+    if not _state["first"]:
+        _state["first"] = now
+    elif not _state["stalled"] and now - _state["first"] >= STALL_AFTER:
+        _state["stalled"] = True
+        time.sleep(STALL_FOR)  # blocks the event loop: every connection waits, as in a GC pause
+    return web.Response(text="ok")
+
+
+def main() -> None:
+    app = web.Application()
+    app.router.add_get("/ok", ok)
+    app.router.add_get("/fail", fail)
+    app.router.add_get("/stall", stall)
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+
+
+if __name__ == "__main__":
+    main()
