@@ -20,8 +20,10 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
+T = TypeVar("T")
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
@@ -120,11 +122,11 @@ def load_mix(path: Path, base_url: str, headers: dict[str, str]) -> list[Endpoin
     return parse_mix(text, base_url, headers, path.parent, str(path))
 
 
-def picker(endpoints: list[Endpoint], rng: random.Random) -> Callable[[], Endpoint]:
-    """A function drawing an endpoint at random by weight (the only one when there is one)."""
-    if len(endpoints) == 1:
-        only = endpoints[0]
+def picker(items: list[T], weights: list[float], rng: random.Random) -> Callable[[], T]:
+    """A function drawing one of ``items`` at random by weight (the only one when there is one)."""
+    if len(items) == 1:
+        only = items[0]
         return lambda: only
-    cumulative = list(itertools.accumulate(e.weight for e in endpoints))
+    cumulative = list(itertools.accumulate(weights))
     total = cumulative[-1]
-    return lambda: endpoints[bisect.bisect_right(cumulative, rng.random() * total)]
+    return lambda: items[bisect.bisect_right(cumulative, rng.random() * total)]

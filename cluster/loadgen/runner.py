@@ -1,13 +1,9 @@
-"""One generator process: its share of the users, on aiohttp keep-alive connections, in one event loop.
+"""One generator process: its share of the users, each on its own keep-alive connection, in one event loop.
 
 Closed loop (load, stress): each user sends its next request when the last
 one has answered; latency counts from the send. Open loop (endurance): each
 user is one connection paced by a ``Pacer``; latency counts from the due time.
-
-Why aiohttp's client and no home-made HTTP/1.1 client: on this machine one
-uvloop process drives 12,800-13,700 req/s against gunicorn's `/ping` at 0.8
-of a core (wrk: 14,700 on the same target), so the server, not the client,
-is the limit; ``--procs`` adds cores when it is not.
+Requests go through ``http1`` (see there why not aiohttp's client).
 """
 
 from __future__ import annotations
@@ -16,12 +12,12 @@ import asyncio
 import importlib.util
 import random
 import signal
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
+from cluster.loadgen.http1 import Client, Origin, ProtocolError, build_request, origin_of
 from cluster.loadgen.mix import Endpoint, picker
 from cluster.loadgen.recorder import Recorder
 from cluster.loadgen.schedule import Pacer
@@ -50,54 +46,77 @@ class WorkerPlan:
     seed: int
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An endpoint as the hot loop sends it: the origin to connect to and the request's bytes."""
+
+    origin: Origin
+    payload: bytes
+    no_body: bool
+
+
+def prepare(endpoint: Endpoint) -> Prepared:
+    return Prepared(origin_of(endpoint.url), build_request(endpoint.method, endpoint.url, endpoint.headers,
+                                                           endpoint.body), endpoint.method == "HEAD")
+
+
 class Generator:
-    def __init__(self, plan: WorkerPlan, session: aiohttp.ClientSession, recorder: Recorder) -> None:
+    def __init__(self, plan: WorkerPlan, recorder: Recorder) -> None:
         self.plan = plan
-        self.session = session
         self.recorder = recorder
-        self.pick = picker(plan.endpoints, random.Random(plan.seed))
+        prepared = [prepare(e) for e in plan.endpoints]
+        self.pick = picker(prepared, [e.weight for e in plan.endpoints], random.Random(plan.seed))
+        self.tls = ssl.create_default_context() if any(p.origin.tls for p in prepared) else None
         self.stopping = False
 
-    async def send(self, endpoint: Endpoint, origin: float) -> None:
+    async def send(self, client: Client, request: Prepared, origin: float) -> None:
         """One request; its latency counts from ``origin`` (the send, or the due time when open-loop)."""
         latency_known = True
         try:
-            async with self.session.request(endpoint.method, endpoint.url, headers=endpoint.headers,
-                                            data=endpoint.body) as response:
-                await response.read()
-            error = classify_status(response.status)
+            error = classify_status(await client.request(request.origin, request.payload, request.no_body))
         except TimeoutError:
             error = "timeout"  # the wait is real: it is recorded, as a lower bound of the latency
-        except (aiohttp.ClientConnectionError, OSError):
+        except OSError:
             error, latency_known = "connect", False
-        except aiohttp.ClientError:
+        except ProtocolError:
             error, latency_known = "other", False
         done = clock()
         self.recorder.record(done - origin if latency_known else None, error, done)
 
+    def client(self) -> Client:
+        return Client(self.plan.timeout, self.tls)
+
     async def closed_user(self, stop_at: float | None) -> None:
         quota = self.plan.requests_per_user
         sent = 0
-        while not self.stopping and (quota is None or sent < quota):
-            now = clock()
-            if stop_at is not None and now >= stop_at:
-                return
-            await self.send(self.pick(), now)
-            sent += 1
+        client = self.client()
+        try:
+            while not self.stopping and (quota is None or sent < quota):
+                now = clock()
+                if stop_at is not None and now >= stop_at:
+                    return
+                await self.send(client, self.pick(), now)
+                sent += 1
+        finally:
+            client.close()
 
     async def open_user(self, pacer: Pacer, stop_at: float) -> None:
-        while not self.stopping:
-            due = pacer.next_due()
-            if due >= stop_at:
-                return
-            delay = due - clock()
-            if delay > 0:
-                await asyncio.sleep(delay)
-                if self.stopping:
+        client = self.client()
+        try:
+            while not self.stopping:
+                due = pacer.next_due()
+                if due >= stop_at:
                     return
-            pacer.take()
-            # A timer may fire a little early: never count from after the real send.
-            await self.send(self.pick(), min(due, clock()))
+                delay = due - clock()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                    if self.stopping:
+                        return
+                pacer.take()
+                # A timer may fire a little early: never count from after the real send.
+                await self.send(client, self.pick(), min(due, clock()))
+        finally:
+            client.close()
 
     async def run(self, start_at: float) -> None:
         plan = self.plan
@@ -130,17 +149,13 @@ async def _report_progress(generator: Generator, index: int, events: Any, stop: 
 async def run_plan(plan: WorkerPlan, index: int, start_at: float, events: Any, stop: Any) -> dict[str, Any]:
     """Run this process's share and return what the orchestrator merges."""
     recorder = Recorder(start_at, len(plan.users))
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300)
-    timeout = aiohttp.ClientTimeout(total=plan.timeout)
     cpu_before = time.process_time()
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout,
-                                     cookie_jar=aiohttp.DummyCookieJar()) as session:
-        generator = Generator(plan, session, recorder)
-        reporter = asyncio.create_task(_report_progress(generator, index, events, stop))
-        try:
-            await generator.run(start_at)
-        finally:
-            reporter.cancel()
+    generator = Generator(plan, recorder)
+    reporter = asyncio.create_task(_report_progress(generator, index, events, stop))
+    try:
+        await generator.run(start_at)
+    finally:
+        reporter.cancel()
     ended = clock()
     cpu_s = time.process_time() - cpu_before
     return {"index": index, **recorder.result(), "ended": ended, "cpu_s": cpu_s,

@@ -1,12 +1,14 @@
 """A real aiohttp server for the `cluster bench` tests: ``python -m tests.integration.bench_target PORT``.
 
-/ok answers 200, /fail 500, anything else 404. /stall answers 200, except
+/ok answers 200, /fail 500, /chunked 200 with a chunked body, /slow after
+5 s, anything else 404. /stall answers 200, except
 that the first request arriving ``STALL_AFTER`` seconds after the first one
 blocks the whole server for ``STALL_FOR`` seconds (a stop-the-world pause).
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import time
@@ -26,6 +28,21 @@ async def fail(request: web.Request) -> web.Response:
     return web.Response(status=500, text="boom")
 
 
+async def chunked(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    response.enable_chunked_encoding()
+    await response.prepare(request)
+    for _ in range(3):
+        await response.write(b"x" * 1000)
+    await response.write_eof()
+    return response
+
+
+async def slow(request: web.Request) -> web.Response:
+    await asyncio.sleep(5)
+    return web.Response(text="late")
+
+
 async def stall(request: web.Request) -> web.Response:
     now = time.monotonic()
     if not _state["first"]:
@@ -41,6 +58,8 @@ def main() -> None:
     app.router.add_get("/ok", ok)
     app.router.add_get("/fail", fail)
     app.router.add_get("/stall", stall)
+    app.router.add_get("/chunked", chunked)
+    app.router.add_get("/slow", slow)
     web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
 
 

@@ -50,7 +50,7 @@ def _assert_counts_add_up(report: dict) -> None:
 
 def test_load_run_counts_add_up_and_json_has_every_field(target: str, tmp_path: Path) -> None:
     mix = tmp_path / "mix.txt"
-    mix.write_text("6 GET /ok\n1 GET /fail\n1 GET /missing\n")
+    mix.write_text("6 GET /ok\n1 GET /fail\n1 GET /missing\n2 GET /chunked\n")
     plot = tmp_path / "run.png"
     report = _bench(target, "--mix", str(mix), "--duration", "2", "--users", "4", "--procs", "2",
                     "--plot", str(plot))
@@ -60,7 +60,7 @@ def test_load_run_counts_add_up_and_json_has_every_field(target: str, tmp_path: 
     assert report["requests"] > 100
     _assert_counts_add_up(report)
     assert report["errors"]["4xx"] > 0 and report["errors"]["5xx"] > 0
-    assert report["errors"]["connect"] == report["errors"]["timeout"] == 0
+    assert report["errors"]["connect"] == report["errors"]["timeout"] == report["errors"]["other"] == 0
     assert all(report["latency_ms"][key] is not None for key in LATENCY_KEYS)
     assert report["latency_ms"]["min"] <= report["latency_ms"]["p50"] <= report["latency_ms"]["p99"] \
         <= report["latency_ms"]["max"]
@@ -97,6 +97,12 @@ def test_stress_ramp_reports_each_step_and_the_breaking_point(target: str, tmp_p
     held = _bench(f"{target}/ok", "--mode", "stress", "--start", "1", "--max-users", "2", "--step", "1",
                   "--step-duration", "1", "--slo-errors", "1", "--slo-p95", "60000")
     assert held["breaking_point"] is None and len(held["steps"]) == 2
+
+
+def test_timeouts_are_counted_as_timeouts(target: str) -> None:
+    report = _bench(f"{target}/slow", "--requests", "2", "--users", "1", "--procs", "1", "--timeout", "0.3")
+    assert report["requests"] == 2 == report["errors"]["timeout"]
+    assert report["latency_ms"]["min"] >= 300.0  # a timeout is recorded as at least the time waited
 
 
 def test_connection_errors_are_counted_not_fatal() -> None:

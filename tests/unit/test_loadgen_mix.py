@@ -48,10 +48,10 @@ def test_headers_parse_and_reject_garbage() -> None:
 
 def test_picker_follows_the_weights() -> None:
     endpoints = [Endpoint("GET", f"http://h/{n}", weight=w) for n, w in (("a", 80), ("b", 15), ("c", 5))]
-    pick = picker(endpoints, random.Random(1))
+    pick = picker(endpoints, [e.weight for e in endpoints], random.Random(1))
     counts = Counter(pick().url for _ in range(20_000))
     assert 0.77 < counts["http://h/a"] / 20_000 < 0.83
     assert 0.13 < counts["http://h/b"] / 20_000 < 0.17
     assert 0.035 < counts["http://h/c"] / 20_000 < 0.065
-    only = picker(endpoints[:1], random.Random(1))
+    only = picker(endpoints[:1], [1.0], random.Random(1))
     assert only() is endpoints[0]
