@@ -172,13 +172,23 @@ class Server:
         self.proc = subprocess.Popen(pinned(cores, argv), env=full_env, cwd=cwd, stdout=self.log,
                                      stderr=subprocess.STDOUT, start_new_session=True)
 
-    def wait_ready(self) -> "Server":
+    def ready(self) -> bool:
+        """Beyond answering /ping: subclasses wait until every worker has booted."""
+        return True
+
+    def wait_ready(self, warm_up_s: float = 2.0) -> "Server":
         try:
             wait_http(f"{self.url}/ping")
+            deadline = time.monotonic() + 90
+            while not self.ready():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("not ready within 90s")
+                time.sleep(0.2)
         except RuntimeError as exc:
             self.keep_log = True
             self.stop()
             raise RuntimeError(f"{self.name}: {exc}; log: {self.log.name}") from None
+        time.sleep(warm_up_s)  # let the last-forked workers settle before anything is measured
         return self
 
     def stop(self) -> None:
@@ -198,6 +208,21 @@ class Server:
             os.unlink(self.log.name)
 
 
+class ClusterServer(Server):
+    """`cluster start`; ready once its supervisor says so (every worker booted)."""
+
+    def __init__(self, name: str, argv: list[str], port: int, cores: list[int], env: dict[str, str],
+                 state_dir: Path) -> None:
+        super().__init__(name, argv, port, cores, env)
+        self.state_dir = state_dir
+
+    def ready(self) -> bool:
+        result = subprocess.run([PY, "-m", "cluster.cli", "status", "--json", "--state-dir", str(self.state_dir)],
+                                capture_output=True, text=True, cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+        return result.returncode == 0 and json.loads(result.stdout).get("supervisor", {}).get("ready", False)
+
+
 def cluster_server(workers: int, cores: list[int], state_dir: Path, access_log: bool = True) -> Server:
     """`cluster start` with the built-in app and a fixed worker count."""
     port = free_port()
@@ -205,7 +230,7 @@ def cluster_server(workers: int, cores: list[int], state_dir: Path, access_log: 
             "--state-dir", str(state_dir)]
     env = {"CLUSTER_SERVER_ACCESS_LOG": "true" if access_log else "false"}
     label = "cluster start" + ("" if access_log else " (access log off)")
-    return Server(label, argv, port, cores, env)
+    return ClusterServer(label, argv, port, cores, env, state_dir)
 
 
 def gunicorn_server(workers: int, cores: list[int], worker_class: str = "aiohttp.GunicornWebWorker",
