@@ -12,7 +12,7 @@ from rich.console import Console
 
 from cluster.loadgen.mix import Endpoint, MixError, check_url, json_body, load_mix, parse_headers, with_json_content_type
 from cluster.loadgen.orchestrator import MODES, BenchConfig, BenchError, default_procs, run_bench
-from cluster.loadgen.plot import PlotUnavailable, plot_report
+from cluster.loadgen.plot import PlotUnavailable, plot_report, require_matplotlib
 from cluster.loadgen.report import ProgressBar, print_report
 from cluster.loadgen.schedule import stress_steps
 
@@ -89,8 +89,13 @@ def bench(url: str, as_json: bool, plot: str | None, no_progress: bool, **opts: 
     """
     try:
         config = _config(url, opts)
+        if plot:
+            require_matplotlib()
     except MixError as exc:
         raise click.UsageError(str(exc)) from None
+    except PlotUnavailable as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
     err = Console(stderr=True)
     total_seconds = None if config.requests else (config.steps[-1].ends_at if config.steps else config.duration)
     try:
@@ -104,11 +109,7 @@ def bench(url: str, as_json: bool, plot: str | None, no_progress: bool, **opts: 
         click.echo(f"error: {exc}", err=True)
         sys.exit(1)
     if plot:
-        try:
-            plot_report(report, Path(plot))
-        except PlotUnavailable as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(EXIT_USAGE)
+        plot_report(report, Path(plot))
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:

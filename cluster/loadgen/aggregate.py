@@ -68,6 +68,8 @@ def build_report(settings: dict[str, Any], results: list[dict[str, Any]], start_
             hist = merge(r["phases"][phase]["hist"] for r in results)
             rows.append({"step": phase + 1, "users": steps[phase]["users"],
                          **summarize(tally, hist, steps[phase]["duration"])})
+        if interrupted:  # the steps Ctrl-C cut off never ran: they neither held nor broke
+            rows = [row for row in rows if row["requests"]]
         report["steps"] = rows
         report["breaking_point"] = breaking_point(rows, settings.get("slo_p95_ms"), settings.get("slo_errors_pct"))
     report["saturation"] = saturation(results, settings.get("target_rps"), report["rps"])

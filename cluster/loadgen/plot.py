@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 from typing import Any
 
@@ -10,15 +11,23 @@ class PlotUnavailable(RuntimeError):
     """matplotlib is not installed."""
 
 
-def plot_report(report: dict[str, Any], path: Path) -> None:
-    try:
-        import matplotlib
+def require_matplotlib() -> None:
+    """Fail before a run, not after it, when the plot cannot be drawn."""
+    if importlib.util.find_spec("matplotlib") is None:
+        raise PlotUnavailable("--plot needs matplotlib: pip install 'cluster[bench]'")
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise PlotUnavailable("--plot needs matplotlib: pip install 'cluster[bench]'") from exc
+
+def plot_report(report: dict[str, Any], path: Path) -> None:
+    require_matplotlib()
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     rows = report["timeline"]
+    if report.get("duration_s"):
+        # The second after the planned end holds only the stragglers in flight at the stop: not a rate.
+        rows = [row for row in rows if row["t"] < report["duration_s"]] or rows
     seconds = [row["t"] for row in rows]
     figure, (rate_axis, latency_axis) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
     rate_axis.plot(seconds, [row["requests"] for row in rows], label="requests/s")

@@ -98,14 +98,21 @@ class ProgressBar:
         self.task = self.progress.add_task("bench", total=total_seconds if self.by_time else total_requests,
                                            requests=0, rps=0.0, errors=0)
 
+        self.started = False
+
     def __enter__(self) -> "ProgressBar":
-        self.progress.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.progress.stop()
+        if self.started:
+            self.progress.stop()
 
     def update(self, progress: RunProgress) -> None:
+        if not self.started:
+            # Started at the first update, after the generator processes are forked: no refresh thread
+            # of ours exists when they fork.
+            self.progress.start()
+            self.started = True
         rps = progress.requests / progress.elapsed if progress.elapsed > 0 else 0.0
         self.progress.update(self.task, completed=progress.elapsed if self.by_time else progress.requests,
                              requests=progress.requests, rps=rps, errors=progress.errors)

@@ -68,6 +68,19 @@ class Generator:
         self.pick = picker(prepared, [e.weight for e in plan.endpoints], random.Random(plan.seed))
         self.tls = ssl.create_default_context() if any(p.origin.tls for p in prepared) else None
         self.stopping = False
+        self._stop_requested = asyncio.Event()
+
+    def request_stop(self) -> None:
+        """Users finish the request in flight and send no more (Ctrl-C in the orchestrator)."""
+        self.stopping = True
+        self._stop_requested.set()
+
+    async def _sleep_until(self, when: float) -> None:
+        """Sleep until ``when`` unless a stop is requested first."""
+        try:
+            await asyncio.wait_for(self._stop_requested.wait(), max(0.0, when - clock()))
+        except TimeoutError:
+            pass
 
     async def send(self, client: Client, request: Prepared, origin: float) -> None:
         """One request; its latency counts from ``origin`` (the send, or the due time when open-loop)."""
@@ -131,10 +144,12 @@ class Generator:
                      for i in range(plan.users[0])]
         else:
             for phase, users in enumerate(plan.users):
+                if self.stopping:
+                    break
                 self.recorder.phase = phase
                 tasks += [asyncio.create_task(self.closed_user(stop_at)) for _ in range(users - len(tasks))]
                 if plan.phase_duration and phase + 1 < len(plan.users):
-                    await asyncio.sleep(max(0.0, start_at + (phase + 1) * plan.phase_duration - clock()))
+                    await self._sleep_until(start_at + (phase + 1) * plan.phase_duration)
         await asyncio.gather(*tasks)
 
 
@@ -143,7 +158,7 @@ async def _report_progress(generator: Generator, index: int, events: Any, stop: 
         await asyncio.sleep(PROGRESS_INTERVAL)
         events.put(("progress", index, generator.recorder.requests, generator.recorder.errors))
         if stop.is_set():
-            generator.stopping = True
+            generator.request_stop()
 
 
 async def run_plan(plan: WorkerPlan, index: int, start_at: float, events: Any, stop: Any) -> dict[str, Any]:

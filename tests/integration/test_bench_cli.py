@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +99,22 @@ def test_stress_ramp_reports_each_step_and_the_breaking_point(target: str, tmp_p
     held = _bench(f"{target}/ok", "--mode", "stress", "--start", "1", "--max-users", "2", "--step", "1",
                   "--step-duration", "1", "--slo-errors", "1", "--slo-p95", "60000")
     assert held["breaking_point"] is None and len(held["steps"]) == 2
+
+
+def test_ctrl_c_stops_the_run_and_still_reports(target: str) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "cluster.cli", "bench", f"{target}/ok", "--mode", "stress",
+                             "--start", "1", "--max-users", "4", "--step", "1", "--step-duration", "30",
+                             "--slo-p95", "1000", "--procs", "2", "--json", "--no-progress"],
+                            env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(2)  # let it send requests; the run is planned for 120 s
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    report = json.loads(out)
+    assert report["interrupted"] is True and report["requests"] > 0
+    _assert_counts_add_up(report)
+    assert [step["users"] for step in report["steps"]] == [1]  # the steps never reached are left out
+    assert report["breaking_point"] is None
 
 
 def test_timeouts_are_counted_as_timeouts(target: str) -> None:
