@@ -10,7 +10,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from cluster.loadgen.mix import Endpoint, MixError, check_url, json_body, load_mix, parse_headers, with_json_content_type
+from cluster.loadgen.mix import (METHODS, Endpoint, MixError, check_url, json_body, load_mix, parse_headers,
+                                  with_json_content_type)
 from cluster.loadgen.orchestrator import MODES, BenchConfig, BenchError, default_procs, run_bench
 from cluster.loadgen.plot import PlotUnavailable, plot_report, require_matplotlib
 from cluster.loadgen.report import ProgressBar, print_report
@@ -31,6 +32,10 @@ def _endpoints(url: str, method: str, headers: tuple[str, ...], body_file: str |
 
 def _config(url: str, opts: dict[str, Any]) -> BenchConfig:
     mode = opts["mode"]
+    if opts["requests"] is not None and mode != "load":
+        raise click.UsageError("--requests is for --mode load")
+    if opts["rps"] is not None and mode != "endurance":
+        raise click.UsageError("--rps is for --mode endurance (load and stress are closed-loop)")
     endpoints = _endpoints(url, opts["method"], opts["header"], opts["json_body"], opts["mix"])
     config = BenchConfig(url=url, endpoints=endpoints, mode=mode, users=opts["users"], timeout=opts["timeout"],
                          procs=opts["procs"] or default_procs(), slo_p95_ms=opts["slo_p95"],
@@ -64,17 +69,20 @@ def _config(url: str, opts: dict[str, Any]) -> BenchConfig:
 @click.option("--duration", "-d", type=click.FloatRange(min=0, min_open=True),
               help="Seconds (load: 10, endurance: 60).")
 @click.option("--start", type=click.IntRange(min=1), default=10, show_default=True, help="Stress: first step's users.")
-@click.option("--max-users", type=click.IntRange(min=1), default=100, show_default=True, help="Stress: last step's users.")
+@click.option("--max-users", type=click.IntRange(min=1), default=100, show_default=True,
+              help="Stress: last step's users.")
 @click.option("--step", type=click.IntRange(min=1), default=10, show_default=True, help="Stress: users added a step.")
 @click.option("--step-duration", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Stress: seconds a step.")
 @click.option("--slo-p95", type=click.FloatRange(min=0, min_open=True), help="Stress SLO: p95 latency in ms.")
 @click.option("--slo-errors", type=click.FloatRange(min=0), help="Stress SLO: error rate in %.")
 @click.option("--rps", type=click.FloatRange(min=0, min_open=True), help="Endurance: open-loop requests/s.")
-@click.option("--method", "-m", default="GET", show_default=True)
+@click.option("--method", "-m", type=click.Choice(sorted(METHODS), case_sensitive=False), default="GET",
+              show_default=True)
 @click.option("--header", "-H", multiple=True, help="'Name: value'; repeatable.")
 @click.option("--json-body", type=click.Path(dir_okay=False), help="Send this JSON file as the body.")
-@click.option("--mix", type=click.Path(dir_okay=False), help="Weighted endpoints file (see docs).")
+@click.option("--mix", type=click.Path(dir_okay=False),
+              help="Weighted endpoints, one a line: WEIGHT METHOD PATH [@BODY.json].")
 @click.option("--procs", "-p", type=click.IntRange(min=0), default=0, help="Generator processes [default: cores].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds a request may take.")

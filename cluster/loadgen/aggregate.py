@@ -44,7 +44,8 @@ def saturation(results: list[dict[str, Any]], target_rps: float | None, achieved
     warnings = [f"generator process {i} used {pct} % of a core: the generator may be the bottleneck "
                 f"(add --procs)" for i, pct in enumerate(cpu) if pct >= CPU_SATURATED_PCT]
     if target_rps and (achieved_rps or 0.0) < RATE_SHORTFALL * target_rps:
-        cause = "the generator is saturated" if warnings else "the server answers too slowly for the connections (add --users)"
+        cause = ("the generator is saturated" if warnings
+                 else "the server answers too slowly for the connections (add --users)")
         warnings.append(f"target rate not reached: {achieved_rps} of {target_rps} req/s; {cause}")
     return {"generator_cpu_pct": cpu, "saturated": bool(warnings), "warnings": warnings}
 

@@ -135,6 +135,8 @@ def test_connection_errors_are_counted_not_fatal() -> None:
     (["--requests", "5", "--duration", "1"], "not both"),
     (["--mix", "/nonexistent/mix.txt"], "cannot read mix file"),
     (["-H", "bad-header"], "is not 'Name: value'"),
+    (["--mode", "stress", "--rps", "10", "--slo-p95", "5"], "--rps is for --mode endurance"),
+    (["--method", "FETCH"], "FETCH"),
 ])
 def test_bad_arguments_exit_2_with_a_clear_message(args: list[str], message: str) -> None:
     result = run_cli("bench", "http://127.0.0.1:9/", *args, "--no-progress")
