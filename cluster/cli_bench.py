@@ -38,6 +38,7 @@ def _config(url: str, opts: dict[str, Any]) -> BenchConfig:
         raise click.UsageError("--rps is for --mode endurance (load and stress are closed-loop)")
     endpoints = _endpoints(url, opts["method"], opts["header"], opts["json_body"], opts["mix"])
     config = BenchConfig(url=url, endpoints=endpoints, mode=mode, users=opts["users"], timeout=opts["timeout"],
+                         verify_tls=not opts["insecure"],
                          procs=opts["procs"] or default_procs(), slo_p95_ms=opts["slo_p95"],
                          slo_errors_pct=opts["slo_errors"])
     if mode == "load":
@@ -86,6 +87,7 @@ def _config(url: str, opts: dict[str, Any]) -> BenchConfig:
 @click.option("--procs", "-p", type=click.IntRange(min=0), default=0, help="Generator processes [default: cores].")
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=10.0, show_default=True,
               help="Seconds a request may take.")
+@click.option("--insecure", is_flag=True, help="Do not verify the server's TLS certificate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option("--plot", type=click.Path(dir_okay=False), help="Write latency and throughput over time to FILE.png.")
 @click.option("--no-progress", is_flag=True, help="No live progress bar.")

@@ -35,6 +35,7 @@ class BenchConfig:
     rps: float | None = None
     steps: list[Step] = field(default_factory=list)
     timeout: float = 10.0
+    verify_tls: bool = True
     procs: int = 0  # 0: one per core
     slo_p95_ms: float | None = None
     slo_errors_pct: float | None = None
@@ -68,7 +69,7 @@ def worker_plans(config: BenchConfig) -> list[WorkerPlan]:
         plans.append(WorkerPlan(
             endpoints=config.endpoints, users=users, phase_duration=duration,
             requests_per_user=config.requests if config.mode == "load" else None,
-            rate=rate, timeout=config.timeout, seed=index,
+            rate=rate, timeout=config.timeout, seed=index, verify_tls=config.verify_tls,
         ))
     return plans
 

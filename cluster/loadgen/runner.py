@@ -44,6 +44,7 @@ class WorkerPlan:
     rate: float | None
     timeout: float
     seed: int
+    verify_tls: bool = True
 
 
 @dataclass(frozen=True)
@@ -60,13 +61,21 @@ def prepare(endpoint: Endpoint) -> Prepared:
                                                            endpoint.body), endpoint.method == "HEAD")
 
 
+def tls_context(verify: bool) -> ssl.SSLContext:
+    context = ssl.create_default_context()
+    if not verify:  # --insecure: a staging server with a self-signed certificate
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
 class Generator:
     def __init__(self, plan: WorkerPlan, recorder: Recorder) -> None:
         self.plan = plan
         self.recorder = recorder
         prepared = [prepare(e) for e in plan.endpoints]
         self.pick = picker(prepared, [e.weight for e in plan.endpoints], random.Random(plan.seed))
-        self.tls = ssl.create_default_context() if any(p.origin.tls for p in prepared) else None
+        self.tls = tls_context(plan.verify_tls) if any(p.origin.tls for p in prepared) else None
         self.stopping = False
         self._stop_requested = asyncio.Event()
 

@@ -1,4 +1,4 @@
-"""A real aiohttp server for the `cluster bench` tests: ``python -m tests.integration.bench_target PORT``.
+"""A real aiohttp server for the `cluster bench` tests: ``python -m tests.integration.bench_target PORT [CERT KEY]``.
 
 /ok answers 200, /fail 500, /chunked 200 with a chunked body, /slow after
 5 s, anything else 404. /stall answers 200, except
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import ssl
 import sys
 import time
 
@@ -60,7 +61,11 @@ def main() -> None:
     app.router.add_get("/stall", stall)
     app.router.add_get("/chunked", chunked)
     app.router.add_get("/slow", slow)
-    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), print=None, access_log=None)
+    tls = None
+    if len(sys.argv) > 3:  # CERT KEY: serve HTTPS
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(sys.argv[2], sys.argv[3])
+    web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), ssl_context=tls, print=None, access_log=None)
 
 
 if __name__ == "__main__":

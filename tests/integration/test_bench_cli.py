@@ -142,3 +142,26 @@ def test_bad_arguments_exit_2_with_a_clear_message(args: list[str], message: str
     result = run_cli("bench", "http://127.0.0.1:9/", *args, "--no-progress")
     assert result.returncode == 2
     assert message in result.stderr
+
+
+def test_https_target_with_a_self_signed_certificate(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tests.integration.bench_target", str(port), str(cert), str(key)],
+                            env=cli_env(), cwd=ROOT)
+    try:
+        url = f"https://127.0.0.1:{port}"
+        wait_for(lambda: run_cli("bench", f"{url}/ok", "-n", "1", "-c", "1", "-p", "1", "--insecure", "--json",
+                                 "--no-progress").stdout.count('"successes": 1') == 1, 30, 0.2, "the HTTPS target")
+        mix = tmp_path / "mix.txt"
+        mix.write_text("3 GET /ok\n1 GET /chunked\n")
+        report = _bench(url, "--mix", str(mix), "--insecure", "--requests", "20", "--users", "2", "--procs", "1")
+        assert report["requests"] == 40 == report["successes"]
+        # Verified by default: the self-signed certificate is refused, counted as connection errors.
+        refused = _bench(f"{url}/ok", "--requests", "2", "--users", "1", "--procs", "1")
+        assert refused["errors"]["connect"] == 2
+    finally:
+        proc.terminate()
+        proc.wait(10)
