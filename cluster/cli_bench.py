@@ -107,13 +107,12 @@ def bench(url: str, as_json: bool, plot: str | None, no_progress: bool, **opts: 
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_USAGE)
     err = Console(stderr=True)
-    total_seconds = None if config.requests else (config.steps[-1].ends_at if config.steps else config.duration)
     try:
         if no_progress:
             report = run_bench(config)
         else:
             total_requests = config.requests * config.users if config.requests else None
-            with ProgressBar(total_seconds, total_requests, err) as bar:
+            with ProgressBar(config.planned_seconds, total_requests, err) as bar:
                 report = run_bench(config, bar.update)
     except BenchError as exc:
         click.echo(f"error: {exc}", err=True)

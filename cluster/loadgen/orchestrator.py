@@ -40,6 +40,17 @@ class BenchConfig:
     slo_p95_ms: float | None = None
     slo_errors_pct: float | None = None
 
+    @property
+    def peak_users(self) -> int:
+        return max(s.users for s in self.steps) if self.mode == "stress" else self.users
+
+    @property
+    def planned_seconds(self) -> float | None:
+        """How long the run is planned to last; None when it lasts until each user sent ``requests``."""
+        if self.mode == "stress":
+            return self.steps[-1].ends_at
+        return None if self.mode == "load" and self.requests else self.duration
+
 
 @dataclass
 class Progress:
@@ -54,8 +65,7 @@ def default_procs() -> int:
 
 def worker_plans(config: BenchConfig) -> list[WorkerPlan]:
     """Each process's share: users split evenly, the rate in proportion to the users."""
-    peak = max(s.users for s in config.steps) if config.mode == "stress" else config.users
-    procs = max(1, min(config.procs or default_procs(), peak))
+    procs = max(1, min(config.procs or default_procs(), config.peak_users))
     if config.mode == "stress":
         per_step = [split(step.users, procs) for step in config.steps]
         shares = [[counts[p] for counts in per_step] for p in range(procs)]
@@ -77,10 +87,9 @@ def worker_plans(config: BenchConfig) -> list[WorkerPlan]:
 def settings_echo(config: BenchConfig, procs: int) -> dict[str, Any]:
     return {
         "url": config.url, "mode": config.mode, "procs": procs,
-        "users": max(s.users for s in config.steps) if config.mode == "stress" else config.users,
+        "users": config.peak_users,
         "requests_per_user": config.requests if config.mode == "load" else None,
-        "duration_s": None if config.mode == "load" and config.requests else (
-            config.steps[-1].ends_at if config.mode == "stress" else config.duration),
+        "duration_s": config.planned_seconds,
         "target_rps": config.rps if config.mode == "endurance" else None,
         "slo_p95_ms": config.slo_p95_ms, "slo_errors_pct": config.slo_errors_pct,
         "endpoints": [{"method": e.method, "url": e.url, "weight": e.weight} for e in config.endpoints],
