@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from cluster.loadgen.schedule import breaking_point
+from cluster.loadgen.schedule import LATE_SEND_S, breaking_point
 from cluster.loadgen.stats import WINDOW_DIGITS, Tally, latency_ms, merge, summarize
 
 CPU_SATURATED_PCT = 90.0
 RATE_SHORTFALL = 0.95  # an open-loop run below 95 % of its target rate did not hold it
+LATE_SENDS_PCT = 1.0  # more late sends than this (and at least LATE_SENDS_MIN): the latencies include the
+LATE_SENDS_MIN = 10  # generator's own delay; a handful in a short run is scheduling noise, not a verdict
 
 
 def merge_tallies(dicts: list[dict[str, Any]]) -> Tally:
@@ -38,16 +40,28 @@ def timeline(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
-def saturation(results: list[dict[str, Any]], target_rps: float | None, achieved_rps: float | None) -> dict[str, Any]:
-    """Whether the generator, not the server, may have set the figures: its CPU, or a missed target rate."""
+def saturation(results: list[dict[str, Any]], target_rps: float | None, achieved_rps: float | None,
+               requests: int = 0) -> dict[str, Any]:
+    """Whether the generator, not the server, may have set the figures.
+
+    Signs: a generator process near a full core; in an open-loop run, sends that
+    left late although their connection was free (the generator's event loop
+    lagged, so latencies include its own delay); a target rate not reached.
+    """
     cpu = [round(100.0 * r["cpu_s"] / r["wall_s"], 1) for r in sorted(results, key=lambda r: r["index"])]
     warnings = [f"generator process {i} used {pct} % of a core: the generator may be the bottleneck "
                 f"(add --procs)" for i, pct in enumerate(cpu) if pct >= CPU_SATURATED_PCT]
+    late = sum(r.get("late_sends", 0) for r in results)
+    late_pct = round(100.0 * late / requests, 2) if requests else 0.0
+    if late_pct > LATE_SENDS_PCT and late >= LATE_SENDS_MIN:
+        warnings.append(f"{late_pct} % of sends left over {LATE_SEND_S * 1000:.0f} ms late on a free connection: "
+                        "the generator lagged and its delay is in the latencies (add --procs)")
     if target_rps and (achieved_rps or 0.0) < RATE_SHORTFALL * target_rps:
         cause = ("the generator is saturated" if warnings
                  else "the server answers too slowly for the connections (add --users)")
         warnings.append(f"target rate not reached: {achieved_rps} of {target_rps} req/s; {cause}")
-    return {"generator_cpu_pct": cpu, "saturated": bool(warnings), "warnings": warnings}
+    return {"generator_cpu_pct": cpu, "late_sends": late, "late_sends_pct": late_pct,
+            "saturated": bool(warnings), "warnings": warnings}
 
 
 def build_report(settings: dict[str, Any], results: list[dict[str, Any]], start_at: float,
@@ -73,6 +87,6 @@ def build_report(settings: dict[str, Any], results: list[dict[str, Any]], start_
             rows = [row for row in rows if row["requests"]]
         report["steps"] = rows
         report["breaking_point"] = breaking_point(rows, settings.get("slo_p95_ms"), settings.get("slo_errors_pct"))
-    report["saturation"] = saturation(results, settings.get("target_rps"), report["rps"])
+    report["saturation"] = saturation(results, settings.get("target_rps"), report["rps"], report["requests"])
     report["timeline"] = timeline(results)
     return report

@@ -21,6 +21,7 @@ class Recorder:
         self.hists = [new_histogram() for _ in range(phases)]
         self.requests = 0
         self.errors = 0
+        self.late_sends = 0  # open loop: sends the event loop made late although the connection was free
         self._second = 0
         self._window_requests = 0
         self._window_errors = 0
@@ -58,4 +59,5 @@ class Recorder:
         return {
             "phases": [{"tally": t.to_dict(), "hist": h.encode()} for t, h in zip(self.tallies, self.hists)],
             "timeline": self.timeline,
+            "late_sends": self.late_sends,
         }

@@ -20,7 +20,7 @@ from typing import Any
 from cluster.loadgen.http1 import Client, Origin, ProtocolError, build_request, origin_of
 from cluster.loadgen.mix import Endpoint, picker
 from cluster.loadgen.recorder import Recorder
-from cluster.loadgen.schedule import Pacer
+from cluster.loadgen.schedule import LATE_SEND_S, Pacer
 from cluster.loadgen.stats import classify_status
 
 PROGRESS_INTERVAL = 0.25
@@ -134,6 +134,8 @@ class Generator:
                     await asyncio.sleep(delay)
                     if self.stopping:
                         return
+                    if clock() - due > LATE_SEND_S:
+                        self.recorder.late_sends += 1
                 pacer.take()
                 # A timer may fire a little early: never count from after the real send.
                 await self.send(client, self.pick(), min(due, clock()))

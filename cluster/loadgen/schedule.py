@@ -16,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any
 
 
+LATE_SEND_S = 0.005  # a free connection sending this long after its due time: the generator lagged
+
+
 class Pacer:
     """The due times of one open-loop connection: request ``i`` is due at ``start + i / rate``."""
 

@@ -105,3 +105,6 @@ def test_saturation_flags_generator_cpu_and_missed_rate() -> None:
     missed = saturation([idle], target_rps=1000.0, achieved_rps=800.0)
     assert missed["saturated"] and "target rate not reached" in missed["warnings"][0]
     assert not saturation([idle], target_rps=1000.0, achieved_rps=990.0)["saturated"]
+    lagging = saturation([{**idle, "late_sends": 30}], target_rps=1000.0, achieved_rps=1000.0, requests=1000)
+    assert lagging["saturated"] and lagging["late_sends_pct"] == 3.0 and "generator lagged" in lagging["warnings"][0]
+    assert not saturation([{**idle, "late_sends": 5}], 1000.0, 1000.0, requests=1000)["saturated"]
