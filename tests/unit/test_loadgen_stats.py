@@ -108,3 +108,16 @@ def test_saturation_flags_generator_cpu_and_missed_rate() -> None:
     lagging = saturation([{**idle, "late_sends": 30}], target_rps=1000.0, achieved_rps=1000.0, requests=1000)
     assert lagging["saturated"] and lagging["late_sends_pct"] == 3.0 and "generator lagged" in lagging["warnings"][0]
     assert not saturation([{**idle, "late_sends": 5}], 1000.0, 1000.0, requests=1000)["saturated"]
+
+
+def test_timeline_fills_silent_seconds_and_merges_processes_per_second() -> None:
+    first, second = Recorder(origin=100.0), Recorder(origin=100.0)
+    first.record(0.010, None, done=100.2)
+    first.record(0.020, "5xx", done=103.5)  # nothing finished in seconds 1 and 2: a stall
+    second.record(0.030, None, done=100.7)
+    results = [{"index": i, **r.result(), "ended": 104.0, "cpu_s": 0.1, "wall_s": 4.0}
+               for i, r in enumerate((first, second))]
+    rows = build_report({"url": "http://x", "mode": "load"}, results, start_at=100.0)["timeline"]
+    assert [(row["t"], row["requests"], row["errors"]) for row in rows] == [(0, 2, 0), (1, 0, 0), (2, 0, 0), (3, 1, 1)]
+    assert rows[1]["p99_ms"] is None
+    assert abs(rows[0]["max_ms"] - 30.0) <= 0.3 and abs(rows[3]["p50_ms"] - 20.0) <= 0.2
