@@ -22,5 +22,7 @@ run: install
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+BENCH_ARGS ?=
 bench: install
-	$(PY) scripts/bench/run_all.py
+	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	$(PY) scripts/bench/run_all.py $(BENCH_ARGS)

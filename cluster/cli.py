@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.cli_autoscale import status_lines
+from cluster.cli_bench import bench
 from cluster.cli_monitoring import print_monitoring, top
 from cluster.cli_replicas import replicas
 from config import ConfigError, LoadedConfig, effective, load
@@ -230,6 +231,7 @@ def config_check(file: str | None) -> None:
 
 main.add_command(top)
 main.add_command(replicas)
+main.add_command(bench)
 
 
 def run() -> None:
