@@ -29,7 +29,6 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     incoming = request.headers.get(REQUEST_ID_HEADER)
     request_id = incoming if incoming and _VALID_ID.match(incoming) else new_request_id()
     request_id_var.set(request_id)
-    request["request_id"] = request_id
     state = WORKER_STATE
     state.in_flight += 1
     try:
