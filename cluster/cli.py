@@ -20,6 +20,7 @@ from cluster.cli_bench import bench
 from cluster.cli_monitoring import print_monitoring, top
 from cluster.cli_replicas import replicas
 from config import ConfigError, LoadedConfig, effective, load
+from observability.metrics import use_multiprocess_dir
 from workers import control_client
 
 EXIT_CONFIG = 2
@@ -92,9 +93,8 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     if state_dir:
         overrides["server.state_dir"] = state_dir
     loaded = _load_or_exit(config_file, overrides)
-    # prometheus_client picks its multiprocess mode when first imported: set the
-    # directory before anything below imports it (the supervisor empties it).
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(Path(loaded.settings.server.state_dir).resolve() / "metrics")
+    # The supervisor empties this directory before any of its metrics is written.
+    use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))
 
     from cluster.features import install
     from cluster.supervisor import Supervisor, SupervisorError

@@ -32,6 +32,21 @@ CHILD_RESTARTS = Counter(
 )
 
 
+def use_multiprocess_dir(path: str) -> None:
+    """Make this process write its metrics into ``path``, even if prometheus_client is already imported.
+
+    prometheus_client picks its value class from the environment when it is
+    first imported, and any CLI module may import it before `cluster start`
+    knows the state dir. Metrics with labels create their values on first
+    use, from ``values.ValueClass``, so choosing the class again here is
+    enough for every such metric.
+    """
+    from prometheus_client import values
+
+    os.environ[MULTIPROC_ENV] = path
+    values.ValueClass = values.get_value_class()
+
+
 def mark_dead(pid: int) -> None:
     """Drop a dead process's live gauges (its counters stay: totals never go back)."""
     path = os.environ.get(MULTIPROC_ENV)
