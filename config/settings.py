@@ -117,6 +117,8 @@ class QueueSettings(Section):
     jobs_module: str | None = None
     result_ttl: float = Field(3600.0, gt=0)
     kill_grace: float = Field(5.0, ge=0)
+    backoff_base: float = Field(2.0, gt=0, description="first retry delay (s); doubles each attempt, plus jitter")
+    backoff_max: float = Field(3600.0, gt=0, description="longest retry delay (s)")
 
     def pool(self, priority: str) -> QueuePoolSettings:
         """The pool settings of one priority."""
