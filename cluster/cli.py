@@ -15,6 +15,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from cluster.cli_queues import queues_group
 from config import ConfigError, LoadedConfig, effective, load
 from workers import control_client
 
@@ -212,6 +213,9 @@ def config_check(file: str | None) -> None:
     loaded = _load_or_exit(file)
     where = f"file {loaded.file}" if loaded.file else "defaults and environment"
     click.echo(f"ok: {where}")
+
+
+main.add_command(queues_group)
 
 
 def run() -> None:

@@ -10,3 +10,6 @@ if TYPE_CHECKING:
 
 def install(supervisor: "Supervisor") -> None:
     """Register every feature's component on a supervisor before it runs."""
+    from cluster.queue_tier import QueueTier
+
+    supervisor.components.append(QueueTier(supervisor))

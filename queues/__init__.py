@@ -10,16 +10,29 @@ async def send_mail(to: str) -> dict:
 
 await enqueue("send_mail", "a@example.com", job_id="welcome-42")
 ```
+
+The names below load on first use, so importing one submodule (the
+supervisor imports ``queues.connection``) does not import prometheus_client
+before the process has set its multiprocess directory.
 """
 
-from queues.api import configure, enqueue, enqueue_sync
-from queues.client import Enqueued, QueueClient, QueueFull, SyncQueueClient
-from queues.connection import QueueUnavailable
-from queues.context import JobContext, current_job
-from queues.execute import JobTimeout
-from queues.registry import UnknownJob, job
+from __future__ import annotations
 
-__all__ = [
-    "Enqueued", "JobContext", "JobTimeout", "QueueClient", "QueueFull", "QueueUnavailable", "SyncQueueClient",
-    "UnknownJob", "configure", "current_job", "enqueue", "enqueue_sync", "job",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "configure": "queues.api", "enqueue": "queues.api", "enqueue_sync": "queues.api",
+    "Enqueued": "queues.client", "QueueClient": "queues.client", "QueueFull": "queues.client",
+    "SyncQueueClient": "queues.client", "QueueUnavailable": "queues.connection",
+    "JobContext": "queues.context", "current_job": "queues.context", "JobTimeout": "queues.execute",
+    "UnknownJob": "queues.registry", "job": "queues.registry",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'queues' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

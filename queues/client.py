@@ -13,7 +13,7 @@ from redis.exceptions import ResponseError
 
 from config import PRIORITIES, Settings
 from observability.context import read_your_writes_var, request_id_var
-from queues import registry
+from queues import metrics, registry
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, async_client, masked, sync_client
 from queues.envelope import FIELD, Envelope, check_job_id, decode, new_job_id
 from queues.keys import GROUP, QueueKeys
@@ -76,6 +76,8 @@ def _result(settings: Settings, reply: list[Any], envelope: Envelope) -> Enqueue
     code, state = int(reply[0]), str(reply[1])
     if code < 0:
         raise QueueFull(envelope.priority, settings.queues.pool(envelope.priority).max_size, state)
+    if code == 1:
+        metrics.ENQUEUED.labels(envelope.priority).inc()
     return Enqueued(envelope.id, envelope.priority, state, created=code == 1)
 
 

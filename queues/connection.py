@@ -37,7 +37,6 @@ def _options(max_connections: int) -> dict[str, Any]:
         "decode_responses": True,
         "max_connections": max_connections,
         "socket_connect_timeout": 2.0,
-        "socket_keepalive": True,
         "health_check_interval": 30,
         "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],

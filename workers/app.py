@@ -10,7 +10,7 @@ from typing import Any
 from aiohttp import web
 
 from config import Settings
-from workers import endpoints
+from workers import endpoints, queues_api
 from workers.access_log import JsonAccessLogger
 from workers.middleware import request_middleware
 from workers.state import WORKER_STATE
@@ -61,6 +61,7 @@ async def build_app(settings: Settings) -> web.Application:
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     endpoints.add_routes(app)
+    queues_api.install(app, settings)
     _mark_draining(app)
     return app
 
