@@ -92,3 +92,8 @@ async def crash_once(key: str, pid_key: str) -> str:
 @job(priority="high")
 def incr(key: str) -> None:
     _record(key, "1")
+
+
+@job(priority="medium", retries=0)
+async def always_fails() -> None:
+    raise ValueError("this job always fails")
