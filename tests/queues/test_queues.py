@@ -43,7 +43,7 @@ def test_sync_and_async_handlers_run_and_store_results(make_settings: Callable[.
 
 def test_priority_isolation_high_jobs_pass_a_background_flood(make_settings: Callable[..., Settings]) -> None:
     settings = make_settings(background={"concurrency": 1})
-    flood = 100
+    flood = 200
 
     async def main() -> None:
         client = QueueClient(settings)
