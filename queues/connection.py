@@ -45,7 +45,7 @@ def _options(max_connections: int) -> dict[str, Any]:
 
 def async_client(url: str, max_connections: int = 32) -> redis.asyncio.Redis:
     """An asyncio client whose pool waits (bounded) for a free connection instead of failing."""
-    pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=30, **_options(max_connections))
+    pool = redis.asyncio.ConnectionPool.from_url(url, **_options(max_connections))
     return redis.asyncio.Redis(connection_pool=pool)
 
 

@@ -44,6 +44,8 @@ from queues.scripts import ACK_DONE, MOVE_DUE
 
 log = logging.getLogger("queues.consumer")
 BLOCK_MS = 1000
+READ_GATHER = 0.002
+FLUSH_GATHER = 0.002
 MOVE_EVERY = 0.2
 MOVE_BATCH = 500
 GAUGES_EVERY = 2.0
@@ -81,9 +83,10 @@ class Consumer:
         self.name = name or f"{socket.gethostname()}-{os.getpid()}"
         self.runner = HandlerRunner(pool.concurrency, settings.queues.kill_grace)
         self.running: dict[str, asyncio.Task[None]] = {}
-        self.done: list[str] = []
+        self.done: list[Any] = []  # flat (entry id, job id, attempt, result JSON) for ACK_DONE
         self.failures: list[Failure] = []
         self._slot_free = asyncio.Event()
+        self._gathered = False
         self._flush_needed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._ack = self.redis.register_script(ACK_DONE)
@@ -158,6 +161,13 @@ class Consumer:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if free < self.concurrency // 2 and not self._gathered:
+                # Short jobs free their slots one by one: wait a moment so that one
+                # read fetches a batch instead of paying a round trip per job.
+                self._gathered = True
+                await asyncio.sleep(READ_GATHER)
+                continue
+            self._gathered = False
             try:
                 reply = await self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"},
                                                     count=free, block=BLOCK_MS)
@@ -220,7 +230,7 @@ class Consumer:
                 error = f"result is not JSON: {exc}"
             self._record(Failure(entry_id, error, traceback.format_exc(), envelope=envelope))
         else:
-            self.done.extend((entry_id, envelope.id, payload))
+            self.done.extend((entry_id, envelope.id, envelope.attempt, payload))
             self._m["processed"].inc()
             self._flush_needed.set()
         finally:
@@ -312,11 +322,14 @@ class Consumer:
             return
         self.done, self.failures = [], []
         now = time.time()
+        ack_args = [GROUP, self.keys.job_prefix, int(self.settings.queues.result_ttl), now, *done]
         try:
+            if not failures:  # the common case: one script call, atomic by itself
+                await self._ack(keys=[self.keys.stream, self.keys.stats], args=ack_args)
+                return
             async with self.redis.pipeline(transaction=True) as pipe:
                 if done:
-                    await self._ack(keys=[self.keys.stream, self.keys.stats], client=pipe, args=[
-                        GROUP, self.keys.job_prefix, int(self.settings.queues.result_ttl), now, *done])
+                    await self._ack(keys=[self.keys.stream, self.keys.stats], client=pipe, args=ack_args)
                 for failure in failures:
                     self._queue_failure(pipe, failure, now)
                 await pipe.execute()
@@ -331,6 +344,8 @@ class Consumer:
             self._flush_needed.clear()
             if self._stopping.is_set() and not self.running:
                 return
+            # Let the outcomes of a moment gather: one flush then acks many jobs.
+            await asyncio.sleep(FLUSH_GATHER)
             try:
                 await self._flush()
                 failures = 0

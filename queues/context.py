@@ -11,7 +11,7 @@ import redis.asyncio
 from config import Settings
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class JobContext:
     id: str
     name: str

@@ -45,13 +45,13 @@ return #ids
 """
 
 ACK_DONE = """
--- KEYS: stream, stats ; ARGV: group, job prefix, result ttl s, finished at, then triples (entry id, job id, result)
+-- KEYS: stream, stats
+-- ARGV: group, job prefix, result ttl s, finished at, then quadruples (entry id, job id, attempt, result)
 local entries = {}
-for i = 5, #ARGV, 3 do
+for i = 5, #ARGV, 4 do
   entries[#entries + 1] = ARGV[i]
   local key = ARGV[2] .. ARGV[i + 1]
-  redis.call('HSET', key, 'state', 'done', 'result', ARGV[i + 2], 'finished_at', ARGV[4])
-  redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'state', 'done', 'attempts', ARGV[i + 2], 'result', ARGV[i + 3], 'finished_at', ARGV[4])
   redis.call('EXPIRE', key, ARGV[3])
 end
 if #entries > 0 then
