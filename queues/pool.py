@@ -12,6 +12,7 @@ from config import PRIORITIES, Settings
 from observability.logs import configure as configure_logs
 from queues import api, registry
 from queues.client import QueueClient
+from queues.connection import async_client
 from queues.consumer import Consumer
 
 log = logging.getLogger("queues.pool")
@@ -20,7 +21,9 @@ EXIT_USAGE = 2
 
 async def serve(settings: Settings, priority: str) -> None:
     """Consume ``priority`` until SIGTERM/SIGINT, then finish the jobs in hand."""
-    client = QueueClient(settings, None)
+    concurrency = settings.queues.pool(priority).concurrency
+    redis_client = async_client(settings.redis.url or "", max_connections=max(64, 4 * concurrency), blocking=False)
+    client = QueueClient(settings, redis_client)
     api.configure(settings, client)
     consumer = Consumer(settings, priority, client)
     loop = asyncio.get_running_loop()
