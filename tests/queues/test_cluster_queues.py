@@ -60,3 +60,14 @@ def test_jobs_over_http_run_in_supervised_pools(cluster_factory: Callable[..., C
     assert groups["queue-high"]["pid"] and groups["queue-medium"]["pid"] and groups["redis"]["pid"]
     cli = cluster.cli("queues", "status", "--json")
     assert cli.returncode == 0 and json.loads(cli.stdout)["high"]["processed"] == 1, cli.stderr
+
+
+def test_without_redis_server_the_queue_tier_is_off_and_health_says_so(
+        cluster_factory: Callable[..., ClusterProcess]) -> None:
+    cluster = cluster_factory(env={"PATH": "/nonexistent"}, workers=1)  # no redis-server to be found
+    status = cluster.status()
+    assert status["queues"]["mode"] == "off" and "redis-server is not installed" in status["queues"]["reason"]
+    assert not [row for row in status["processes"] if row["group"].startswith("queue-")]
+    health = json.loads(http_get(f"{cluster.url}/health")[2])
+    assert health["status"] == "warn" and "queue tier off" in health["checks"]["queues"][0]["output"]
+    assert any("queue tier off" in line.get("message", "") for line in cluster.logs())
