@@ -25,4 +25,5 @@ test: install
 BENCH_ARGS ?=
 bench: install
 	$(PY) -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[bench]'
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -c constraints.txt arq
 	$(PY) scripts/bench/run_all.py $(BENCH_ARGS)

@@ -18,6 +18,7 @@ from rich.table import Table
 from cluster.cli_autoscale import status_lines
 from cluster.cli_bench import bench
 from cluster.cli_monitoring import print_monitoring, top
+from cluster.cli_queues import queues_group
 from cluster.cli_replicas import replicas
 from config import ConfigError, LoadedConfig, effective, load
 from observability.metrics import use_multiprocess_dir
@@ -232,6 +233,7 @@ def config_check(file: str | None) -> None:
 main.add_command(top)
 main.add_command(replicas)
 main.add_command(bench)
+main.add_command(queues_group)
 
 
 def run() -> None:

@@ -11,11 +11,14 @@ if TYPE_CHECKING:
 def install(supervisor: "Supervisor") -> None:
     """Register every feature's component on a supervisor before it runs.
 
+    The queue tier comes first: it settles the Redis URL every child reads.
     Imported here, not at module level, so that prometheus_client is first
     imported after `cluster start` has set PROMETHEUS_MULTIPROC_DIR.
     """
     from cluster.autoscaler import Autoscaler
     from cluster.monitor import Monitor
+    from cluster.queue_tier import QueueTier
 
+    supervisor.components.append(QueueTier(supervisor))
     supervisor.components.append(Autoscaler(supervisor))
     supervisor.components.append(Monitor(supervisor))

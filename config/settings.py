@@ -7,10 +7,10 @@ that names the key instead of a setting silently ignored.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PRIORITIES: tuple[str, ...] = ("high", "medium", "low", "background")
 
@@ -112,14 +112,33 @@ class QueuePoolSettings(Section):
     retries: int = Field(3, ge=0)
 
 
+POOL_DEFAULTS: dict[str, dict[str, Any]] = {
+    "high": {"workers": 4, "timeout": 5},
+    "medium": {"workers": 3, "timeout": 10},
+    "low": {"workers": 2, "timeout": 30},
+    "background": {"workers": 1, "timeout": 60},
+}
+
+
 class QueueSettings(Section):
-    high: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=4, timeout=5))
-    medium: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=3, timeout=10))
-    low: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=2, timeout=30))
-    background: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(workers=1, timeout=60))
+    high: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(**POOL_DEFAULTS["high"]))
+    medium: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(**POOL_DEFAULTS["medium"]))
+    low: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(**POOL_DEFAULTS["low"]))
+    background: QueuePoolSettings = Field(default_factory=lambda: QueuePoolSettings(**POOL_DEFAULTS["background"]))
     jobs_module: str | None = None
     result_ttl: float = Field(3600.0, gt=0)
     kill_grace: float = Field(5.0, ge=0)
+    backoff_base: float = Field(2.0, gt=0, description="first retry delay (s); doubles each attempt, plus jitter")
+    backoff_max: float = Field(3600.0, gt=0, description="longest retry delay (s)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _pool_defaults(cls, data: Any) -> Any:
+        """Setting one key of a pool (QUEUE_HIGH_WORKERS=8) keeps that priority's other defaults."""
+        if isinstance(data, dict):
+            data = {**data, **{p: {**defaults, **data[p]} for p, defaults in POOL_DEFAULTS.items()
+                               if isinstance(data.get(p), dict)}}
+        return data
 
     def pool(self, priority: str) -> QueuePoolSettings:
         """The pool settings of one priority."""

@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from config import Settings
-from workers import endpoints, monitoring
+from workers import endpoints, monitoring, queues_api
 from workers.access_log import JsonAccessLogger
 from workers.db import web as db_web
 from workers.middleware import request_middleware
@@ -78,6 +78,7 @@ async def build_app(settings: Settings) -> web.Application:
     endpoints.add_routes(app)
     monitoring.install(app)
     db_web.install(app, settings)
+    queues_api.install(app, settings)
     return app
 
 

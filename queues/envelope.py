@@ -1,0 +1,79 @@
+"""The job envelope: what a stream entry carries, as JSON. Decoding never trusts its input."""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from config import PRIORITIES
+
+FIELD = "job"
+_JOB_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+class DecodeError(ValueError):
+    """A stream entry that is not a job envelope."""
+
+
+@dataclass
+class Envelope:
+    id: str
+    name: str
+    priority: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    attempt: int = 1
+    max_retries: int = 0
+    enqueued_at: float = 0.0
+    not_before: float = 0.0
+    request_id: str | None = None
+    read_your_writes: dict[str, Any] | None = None
+
+    def encode(self) -> str:
+        """JSON text; TypeError/ValueError when an argument is not JSON."""
+        # vars(), not asdict(): asdict deep-copies every argument first, on the enqueue hot path
+        return json.dumps(vars(self), separators=(",", ":"), allow_nan=False)
+
+    def next_attempt(self, not_before: float) -> "Envelope":
+        return replace(self, attempt=self.attempt + 1, not_before=not_before)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def check_job_id(job_id: str) -> str:
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise ValueError("job_id must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+    return job_id
+
+
+_TYPES: dict[str, tuple[type, ...]] = {
+    "id": (str,), "name": (str,), "priority": (str,), "args": (list,), "kwargs": (dict,),
+    "attempt": (int,), "max_retries": (int,), "enqueued_at": (int, float), "not_before": (int, float),
+}
+
+
+def decode(fields: dict[str, Any]) -> Envelope:
+    """The envelope of a stream entry's fields, or DecodeError saying what is wrong."""
+    raw = fields.get(FIELD)
+    if raw is None:
+        raise DecodeError(f"entry has no {FIELD!r} field (fields: {sorted(fields)[:10]})")
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise DecodeError(f"payload is not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise DecodeError(f"payload is a JSON {type(data).__name__}, not an object")
+    for key, types in _TYPES.items():
+        if key not in data:
+            raise DecodeError(f"payload has no {key!r}")
+        if not isinstance(data[key], types) or isinstance(data[key], bool):
+            raise DecodeError(f"payload field {key!r} has the wrong type ({type(data[key]).__name__})")
+    if data["priority"] not in PRIORITIES:
+        raise DecodeError(f"unknown priority {data['priority']!r}")
+    known = set(Envelope.__dataclass_fields__)
+    return Envelope(**{k: v for k, v in data.items() if k in known})

@@ -1,0 +1,58 @@
+"""Redis key names. Every key of one queue shares the hash tag ``{cq:<priority>}``.
+
+So a queue's stream, delayed set, job hashes, stats and dead letter stream
+live in one Redis Cluster slot, and the Lua scripts that touch several of
+them stay legal there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+GROUP = "workers"
+
+
+@dataclass(frozen=True)
+class QueueKeys:
+    priority: str
+
+    @property
+    def tag(self) -> str:
+        return "{cq:" + self.priority + "}"
+
+    @property
+    def stream(self) -> str:
+        """Ready and in-flight jobs (acknowledged entries are deleted)."""
+        return f"{self.tag}:stream"
+
+    @property
+    def delayed(self) -> str:
+        """Sorted set of job ids by due time (ms): delayed jobs and retries in backoff."""
+        return f"{self.tag}:delayed"
+
+    @property
+    def dead(self) -> str:
+        """Dead letter stream, capped like Sidekiq's dead set."""
+        return f"{self.tag}:dead"
+
+    @property
+    def stats(self) -> str:
+        """Hash of lifetime counters: enqueued, processed, failed, retried, dead."""
+        return f"{self.tag}:stats"
+
+    @property
+    def consumers(self) -> str:
+        """Sorted set of consumer names by last heartbeat (ms)."""
+        return f"{self.tag}:consumers"
+
+    @property
+    def reaper_lock(self) -> str:
+        return f"{self.tag}:reaper"
+
+    @property
+    def job_prefix(self) -> str:
+        return f"{self.tag}:job:"
+
+    def job(self, job_id: str) -> str:
+        """Hash of one job: state, envelope, attempts, result or error (always with a TTL)."""
+        return self.job_prefix + job_id

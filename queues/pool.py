@@ -1,0 +1,60 @@
+"""A queue pool process: ``python -m queues.pool SETTINGS_JSON PRIORITY`` (started by the supervisor)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from config import PRIORITIES, Settings
+from observability.logs import configure as configure_logs
+from queues import api, registry
+from queues.client import QueueClient
+from queues.connection import async_client
+from queues.consumer import Consumer
+
+log = logging.getLogger("queues.pool")
+EXIT_USAGE = 2
+
+
+async def serve(settings: Settings, priority: str) -> None:
+    """Consume ``priority`` until SIGTERM/SIGINT, then finish the jobs in hand."""
+    concurrency = settings.queues.pool(priority).concurrency
+    redis_client = async_client(settings.redis.url or "", max_connections=max(64, 4 * concurrency), blocking=False)
+    client = QueueClient(settings, redis_client)
+    api.configure(settings, client)
+    consumer = Consumer(settings, priority, client)
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, consumer.stop)
+    try:
+        await consumer.run()
+    finally:
+        await client.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[1] not in PRIORITIES:
+        print(f"usage: python -m queues.pool SETTINGS_JSON {{{'|'.join(PRIORITIES)}}}", file=sys.stderr)
+        return EXIT_USAGE
+    settings = Settings.model_validate_json(Path(args[0]).read_text())
+    configure_logs(f"queue-{args[1]}", settings.server.log_level)
+    try:
+        registry.load_jobs_module(settings.queues.jobs_module)
+    except Exception:
+        log.exception("cannot import the jobs module %r", settings.queues.jobs_module)
+        return EXIT_USAGE
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(serve(settings, args[1]))
+    else:
+        uvloop.run(serve(settings, args[1]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

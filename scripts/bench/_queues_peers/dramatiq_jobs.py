@@ -1,0 +1,16 @@
+"""dramatiq's no-op actor on its Redis broker."""
+
+import os
+
+import dramatiq
+import redis
+from dramatiq.brokers.redis import RedisBroker
+
+COUNTER = "bench:count"
+dramatiq.set_broker(RedisBroker(url=os.environ["BENCH_REDIS_URL"]))
+_client = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
+
+
+@dramatiq.actor(max_retries=0)
+def noop() -> None:
+    _client.incr(COUNTER)

@@ -1,0 +1,74 @@
+"""Pool processes (``python -m queues.pool``) killed mid-job: the job still completes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from config import Settings
+from queues.client import SyncQueueClient
+from queues.keys import QueueKeys
+from tests.support import cli_env, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def start_pool(tmp_path: Path) -> Iterator[Callable[[Settings, str], subprocess.Popen[bytes]]]:
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Settings, priority: str) -> subprocess.Popen[bytes]:
+        path = tmp_path / "settings.json"
+        path.write_text(settings.model_dump_json())
+        log = (tmp_path / f"pool-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "queues.pool", str(path), priority],
+                                env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _job(client: redis.Redis, priority: str, job_id: str) -> dict[str, str]:
+    return client.hgetall(QueueKeys(priority).job(job_id))
+
+
+def test_kill_9_mid_job_and_the_job_still_completes(make_settings: Callable[..., Settings],
+                                                      start_pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    settings = make_settings(low={"timeout": 3.0})
+    r = redis.Redis.from_url(settings.redis.url or "", decode_responses=True)
+    queued = SyncQueueClient(settings).enqueue("tests.queues.jobs.crash_once", "runs", "victim-pid")
+    first = start_pool(settings, "low")
+    pid = int(wait_for(lambda: r.get("victim-pid"), 30, what="the job to start"))
+    assert pid == first.pid
+    os.kill(pid, signal.SIGKILL)
+    first.wait(10)
+    start_pool(settings, "low")  # what the supervisor does: a fresh consumer; it reaps the lost job
+    job = wait_for(lambda: (j := _job(r, "low", queued.id)) and j.get("state") == "done" and j, 60,
+                   what="the reclaimed job to complete")
+    assert job["result"] == '"survived"'
+    assert r.lrange("runs", 0, -1) == ["1", "2"]
+
+
+def test_sync_handler_ignoring_its_timeout_gets_its_process_killed_then_retried(
+        make_settings: Callable[..., Settings], start_pool: Callable[..., subprocess.Popen[bytes]]) -> None:
+    settings = make_settings(medium={"timeout": 0.5})
+    r = redis.Redis.from_url(settings.redis.url or "", decode_responses=True)
+    queued = SyncQueueClient(settings).enqueue("tests.queues.jobs.stuck", "stuck-runs")
+    first = start_pool(settings, "medium")
+    assert first.wait(60) == -signal.SIGKILL
+    assert _job(r, "medium", queued.id)["state"] == "retrying", "the timeout was recorded before the kill"
+    start_pool(settings, "medium")
+    wait_for(lambda: _job(r, "medium", queued.id).get("state") == "done", 60, what="the retry to complete")
+    assert r.lrange("stuck-runs", 0, -1) == ["1", "2"]

@@ -1,0 +1,74 @@
+"""Pure queue logic: backoff, leases, envelope decoding, Redis eviction checks."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from cluster.queue_tier import eviction_problems
+from queues.envelope import DecodeError, Envelope, decode
+from queues.policy import backoff_delay, lease_seconds, reap_interval, should_retry
+
+
+def test_backoff_doubles_with_bounded_jitter() -> None:
+    assert backoff_delay(1, 2.0, 3600, rand=0.0) == 2.0
+    assert backoff_delay(2, 2.0, 3600, rand=0.0) == 4.0
+    assert backoff_delay(3, 2.0, 3600, rand=0.999) == pytest.approx(8.0 * 1.4995)
+    assert backoff_delay(40, 2.0, 3600, rand=0.0) == 3600
+
+
+@given(st.integers(1, 30), st.floats(0, 0.999), st.floats(0, 0.999))
+def test_backoff_never_shrinks_from_one_attempt_to_the_next(attempt: int, r1: float, r2: float) -> None:
+    assert backoff_delay(attempt + 1, 1.0, 1e9, rand=r2) >= backoff_delay(attempt, 1.0, 1e9, rand=r1)
+
+
+def test_backoff_rejects_attempt_zero() -> None:
+    with pytest.raises(ValueError):
+        backoff_delay(0, 1.0, 10)
+
+
+def test_retries_allow_one_plus_max_runs() -> None:
+    assert [should_retry(a, 2) for a in (1, 2, 3)] == [True, True, False]
+    assert not should_retry(1, 0)
+
+
+def test_lease_outlives_the_longest_timeout_plus_grace() -> None:
+    assert lease_seconds(5, [None, 12.0], kill_grace=5) == 12 + 5 + 1
+    assert lease_seconds(5, [], kill_grace=0) == 6
+    assert 0.5 <= reap_interval(1.0) <= reap_interval(100.0) == 5.0
+
+
+def _fields(**overrides: object) -> dict[str, str]:
+    data = {"id": "j1", "name": "x", "priority": "high", "args": [1], "kwargs": {}, "attempt": 1,
+            "max_retries": 3, "enqueued_at": 1.0, "not_before": 1.0, **overrides}
+    return {"job": json.dumps(data)}
+
+
+def test_decode_round_trip() -> None:
+    envelope = Envelope(id="j1", name="x", priority="low", args=[1, "a"], kwargs={"k": None}, max_retries=2,
+                        request_id="r", read_your_writes={"lsn": "0/1"})
+    assert decode({"job": envelope.encode()}) == envelope
+    assert envelope.next_attempt(5.0).attempt == 2
+
+
+@pytest.mark.parametrize("fields, problem", [
+    ({}, "no 'job'"),
+    ({"job": "{"}, "not JSON"),
+    ({"job": "[1]"}, "not an object"),
+    (_fields(attempt="1"), "wrong type"),
+    (_fields(attempt=True), "wrong type"),
+    (_fields(priority="urgent"), "unknown priority"),
+    ({"job": json.dumps({"id": "j"})}, "has no 'name'"),
+])
+def test_decode_says_what_is_wrong(fields: dict[str, str], problem: str) -> None:
+    with pytest.raises(DecodeError, match=problem):
+        decode(fields)
+
+
+def test_eviction_problems() -> None:
+    assert eviction_problems("noeviction", "7.0.15") == []
+    assert "evict" in eviction_problems("allkeys-lru", "7.2.0")[0]
+    assert "older than 7.0" in eviction_problems(None, "6.2.6")[0]

@@ -1,0 +1,144 @@
+"""The queue endpoints every HTTP worker serves, and the queue check in /health.
+
+POST /api/enterprise/jobs           {name, args, kwargs, priority, delay, job_id} -> 202 {id, ...}
+GET  /api/enterprise/jobs/{id}      state, attempts, result or error
+GET  /api/enterprise/queues/status  per queue: depth, in flight, delayed, counters, oldest age, consumers
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from aiohttp import web
+
+from config import Settings
+from queues import api as queue_api
+from queues import metrics, registry
+from queues.client import QueueClient, QueueFull
+from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, masked
+from workers.endpoints import HEALTH_CHECKS
+from workers.middleware import json_error
+
+log = logging.getLogger("workers.queues")
+CLIENT = web.AppKey("queue_client", QueueClient)
+JOBS_ERROR = web.AppKey("queue_jobs_module_error", str)
+_BODY_KEYS = {"name", "args", "kwargs", "priority", "delay", "job_id"}
+_RESERVED = {"name", "priority", "delay", "at", "job_id"}
+
+
+def _client(request: web.Request) -> QueueClient:
+    client = request.app.get(CLIENT)
+    if client is None:
+        raise web.HTTPServiceUnavailable(reason="the queue tier is off (no Redis)")
+    return client
+
+
+def _job_request(data: Any) -> dict[str, Any]:
+    """The enqueue arguments of a POST body, or ValueError naming what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("body must be a JSON object")
+    unknown = set(data) - _BODY_KEYS
+    if unknown:
+        raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
+    if not isinstance(data.get("name"), str) or not data["name"]:
+        raise ValueError("'name' (a string) is required")
+    args, kwargs = data.get("args", []), data.get("kwargs", {})
+    if not isinstance(args, list):
+        raise ValueError("'args' must be a list")
+    if not isinstance(kwargs, dict):
+        raise ValueError("'kwargs' must be an object")
+    reserved = set(kwargs) & _RESERVED
+    if reserved:
+        raise ValueError(f"kwargs may not use the names {', '.join(sorted(reserved))}")
+    delay = data.get("delay")
+    if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float)):
+        raise ValueError("'delay' must be a number of seconds")
+    return {"name": data["name"], "args": args, "kwargs": kwargs, "priority": data.get("priority"),
+            "delay": delay, "job_id": data.get("job_id")}
+
+
+async def post_job(request: web.Request) -> web.Response:
+    client = _client(request)
+    try:
+        spec = _job_request(await request.json())
+        queued = await client.enqueue(spec["name"], *spec["args"], priority=spec["priority"], delay=spec["delay"],
+                                      job_id=spec["job_id"], **spec["kwargs"])
+    except (ValueError, registry.UnknownJob) as exc:  # JSONDecodeError is a ValueError
+        return json_error(400, str(exc))
+    except QueueFull as exc:
+        response = json_error(429, str(exc), queue=exc.priority)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+    except QueueUnavailable as exc:
+        return json_error(503, str(exc))
+    body = {"id": queued.id, "queue": queued.priority, "state": queued.state, "created": queued.created}
+    return web.json_response(body, status=202 if queued.created else 200)
+
+
+async def get_job(request: web.Request) -> web.Response:
+    try:
+        job = await _client(request).get_job(request.match_info["job_id"])
+    except UNAVAILABLE_ERRORS as exc:
+        return json_error(503, f"Redis is unreachable: {exc}")
+    if job is None:
+        return json_error(404, "no such job (unknown, or its result expired)")
+    return web.json_response(job)
+
+
+async def queues_status(request: web.Request) -> web.Response:
+    try:
+        queues = await _client(request).status()
+    except QueueUnavailable as exc:
+        return json_error(503, str(exc))
+    for priority, figures in queues.items():
+        metrics.set_queue_gauges(priority, figures)
+    return web.json_response({"queues": queues, "time": time.time()})
+
+
+def _health_check(app: web.Application, settings: Settings) -> Any:
+    async def queues_check() -> tuple[str, dict[str, Any]]:
+        client = app.get(CLIENT)
+        if client is None:
+            return "queues", {"status": "warn", "output": "queue tier off: no redis.url (REDIS_URL) and no "
+                                                          "embedded redis-server"}
+        if app.get(JOBS_ERROR):
+            return "queues", {"status": "warn", "output": app[JOBS_ERROR]}
+        started = time.perf_counter()
+        try:
+            await client.redis.ping()
+        except UNAVAILABLE_ERRORS as exc:
+            # warn, not fail: the HTTP tier still serves, and a failing /health would recycle its workers
+            return "queues", {"status": "warn", "output": f"Redis at {masked(settings.redis.url)} unreachable: {exc}"}
+        return "queues", {"status": "pass", "observedValue": round((time.perf_counter() - started) * 1000, 2),
+                          "observedUnit": "ms"}
+
+    queues_check.check_name = "queues"  # type: ignore[attr-defined]
+    return queues_check
+
+
+def install(app: web.Application, settings: Settings) -> None:
+    """Add the queue routes and the /health check; the client connects when the worker starts."""
+
+    async def on_startup(app: web.Application) -> None:
+        try:
+            registry.load_jobs_module(settings.queues.jobs_module)
+        except Exception as exc:
+            log.exception("cannot import the jobs module %r", settings.queues.jobs_module)
+            app[JOBS_ERROR] = f"jobs module {settings.queues.jobs_module!r} failed to import: {exc}"
+        if settings.redis.url:
+            app[CLIENT] = QueueClient(settings)
+            queue_api.configure(settings, app[CLIENT])
+
+    async def on_cleanup(app: web.Application) -> None:
+        client = app.get(CLIENT)
+        if client is not None:
+            await client.close()
+
+    app.on_startup.append(on_startup)
+    app.on_cleanup.append(on_cleanup)
+    app[HEALTH_CHECKS].append(_health_check(app, settings))
+    app.router.add_post("/api/enterprise/jobs", post_job)
+    app.router.add_get("/api/enterprise/jobs/{job_id}", get_job)
+    app.router.add_get("/api/enterprise/queues/status", queues_status)
