@@ -26,6 +26,8 @@ from workers import control_client
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
+# A reload waits for the supervisor to re-read its config; on a loaded host that is slow.
+CONTROL_TIMEOUT = 30.0
 
 
 def _fail(message: str, code: int = EXIT_RUNTIME) -> None:
@@ -50,7 +52,7 @@ def _state_dir(state_dir: str | None, config_file: str | None) -> str:
 
 def _call(state_dir: str, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
     try:
-        return asyncio.run(control_client.call(state_dir, method, path, payload))
+        return asyncio.run(control_client.call(state_dir, method, path, payload, timeout=CONTROL_TIMEOUT))
     except control_client.ControlError as exc:
         _fail(str(exc))
 

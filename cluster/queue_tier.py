@@ -146,11 +146,6 @@ class QueueTier:
             task.cancel()
         await asyncio.gather(*(pool.stop() for pool in self.pools))
 
-    async def reload(self) -> None:
-        """A reload re-reads the config; keep the effective URL (an embedded server's) in it."""
-        if self.url and not self.supervisor.settings.redis.url:
-            self._publish_url()
-
     def status(self) -> dict[str, Any]:
         return {
             "mode": self.mode,

@@ -253,9 +253,13 @@ class Supervisor:
             log.error("reload refused: the configuration is invalid", extra={"problems": exc.problems})
             sd_notify.notify("READY=1")
             return {"reloaded": False, "problems": exc.problems}
+        # Kept from the running configuration: the worker bounds (moved at
+        # runtime by `cluster scale`) and Redis (the queue tier settled its URL,
+        # embedded or given, at start; its pools keep their connections).
         settings = fresh.settings.model_copy(update={
             "server": fresh.settings.server.model_copy(update={"state_dir": str(self.state_dir)}),
             "workers": self.settings.workers,
+            "redis": self.settings.redis,
         })
         self.settings = settings
         self.loaded = fresh

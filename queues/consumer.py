@@ -41,6 +41,7 @@ from queues.execute import HandlerRunner, HungHandler, JobTimeout
 from queues.keys import GROUP, QueueKeys
 from queues.policy import backoff_delay, lease_seconds, reap_interval, should_retry
 from queues.scripts import ACK_DONE, MOVE_DUE
+from workers.db import Router
 
 log = logging.getLogger("queues.consumer")
 BLOCK_MS = 1000
@@ -69,8 +70,10 @@ class Failure:
 
 
 class Consumer:
-    def __init__(self, settings: Settings, priority: str, client: QueueClient, name: str | None = None) -> None:
+    def __init__(self, settings: Settings, priority: str, client: QueueClient, name: str | None = None,
+                 db: Router | None = None) -> None:
         self.settings = settings
+        self.db = db
         self.priority = priority
         self.client = client
         self.redis = client.redis
@@ -240,7 +243,7 @@ class Consumer:
         return JobContext(
             id=envelope.id, name=envelope.name, priority=envelope.priority, attempt=envelope.attempt,
             max_retries=envelope.max_retries, request_id=envelope.request_id,
-            settings=self.settings, redis=self.redis,
+            settings=self.settings, redis=self.redis, db=self.db,
         )
 
     async def _die_for(self, envelope: Envelope) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import redis.asyncio
 
 from config import Settings
+from workers.db import Router
 
 
 @dataclass(slots=True)
@@ -21,6 +22,8 @@ class JobContext:
     request_id: str | None
     settings: Settings
     redis: redis.asyncio.Redis
+    db: Router | None = None
+    """The replica router (reads over replicas, writes to the primary); None without ``database.url``."""
 
     @property
     def last_attempt(self) -> bool:

@@ -14,6 +14,7 @@ from queues import api, registry
 from queues.client import QueueClient
 from queues.connection import async_client
 from queues.consumer import Consumer
+from workers.db import router_from_settings
 
 log = logging.getLogger("queues.pool")
 EXIT_USAGE = 2
@@ -25,7 +26,10 @@ async def serve(settings: Settings, priority: str) -> None:
     redis_client = async_client(settings.redis.url or "", max_connections=max(64, 4 * concurrency), blocking=False)
     client = QueueClient(settings, redis_client)
     api.configure(settings, client)
-    consumer = Consumer(settings, priority, client)
+    db = router_from_settings(settings)
+    if db is not None:
+        await db.start()
+    consumer = Consumer(settings, priority, client, db=db)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
@@ -33,6 +37,8 @@ async def serve(settings: Settings, priority: str) -> None:
         await consumer.run()
     finally:
         await client.close()
+        if db is not None:
+            await db.close()
 
 
 def main(argv: list[str] | None = None) -> int:

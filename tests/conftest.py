@@ -16,8 +16,8 @@ def cluster_factory(tmp_path: Path) -> Iterator[Callable[..., ClusterProcess]]:
     started: list[ClusterProcess] = []
 
     def make(*args: str, env: dict[str, str] | None = None, workers: int = 2, wait_ready: bool = True,
-             name: str = "state") -> ClusterProcess:
-        proc = ClusterProcess(tmp_path / name, list(args), env=env, workers=workers)
+             name: str = "state", queues: bool = False) -> ClusterProcess:
+        proc = ClusterProcess(tmp_path / name, list(args), env=env, workers=workers, queues=queues)
         started.append(proc)
         return proc.start(wait_ready=wait_ready)
 

@@ -72,7 +72,7 @@ class ClusterProcess:
     """A real supervisor started with `cluster start`, stopped (and its whole tree killed) on close."""
 
     def __init__(self, state_dir: Path, args: list[str] | None = None, env: dict[str, str] | None = None,
-                 workers: int = 2) -> None:
+                 workers: int = 2, queues: bool = False) -> None:
         self.state_dir = state_dir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -84,7 +84,10 @@ class ClusterProcess:
         # Every cluster gets its own metrics listener: many run side by side in tests.
         self.metrics_port = free_port()
         self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        self.env = {"CLUSTER_METRICS_BIND": f"127.0.0.1:{self.metrics_port}", **(env or {})}
+        # The queue tier (a redis-server and ten pool processes) only where a
+        # test asks for it: on two cores it would slow every other test down.
+        tier = {} if queues else {"CLUSTER_REDIS_EMBEDDED": "false"}
+        self.env = {"CLUSTER_METRICS_BIND": f"127.0.0.1:{self.metrics_port}", **tier, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self._tree: set[int] = set()
 

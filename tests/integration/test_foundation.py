@@ -176,10 +176,11 @@ def test_killed_arbiter_is_restarted_by_the_supervisor(cluster_factory) -> None:
 
 
 def test_stop_exits_zero_and_leaves_no_process(cluster_factory) -> None:
-    c = cluster_factory(workers=2)
-    c.status()
+    c = cluster_factory(workers=2, queues=True)
+    groups = {row["group"] for row in c.status()["processes"]}
+    assert {"http", "http-worker", "redis", "queue-high"} <= groups
     tree = c.tree_pids()
-    assert len(tree) >= 4  # supervisor, arbiter, 2 workers
+    assert len(tree) >= 15  # supervisor, arbiter, 2 workers, redis-server, 10 queue pool processes
     result = c.cli("stop")
     assert result.returncode == 0 and "stopped" in result.stdout
     assert c.proc.wait(60) == 0

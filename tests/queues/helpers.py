@@ -10,13 +10,14 @@ from typing import Any
 from config import Settings
 from queues.client import QueueClient
 from queues.consumer import Consumer
+from workers.db import Router
 
 
 async def consume_until(settings: Settings, priorities: list[str], condition: Callable[[QueueClient], Awaitable[Any]],
-                        timeout: float = 60.0) -> Any:
+                        timeout: float = 60.0, db: Router | None = None) -> Any:
     """Run one consumer per priority until ``condition(client)`` is truthy; returns its value."""
     client = QueueClient(settings)
-    consumers = [Consumer(settings, p, client, name=f"test-{p}") for p in priorities]
+    consumers = [Consumer(settings, p, client, name=f"test-{p}", db=db) for p in priorities]
     tasks = [asyncio.create_task(c.run()) for c in consumers]
     try:
         deadline = time.monotonic() + timeout

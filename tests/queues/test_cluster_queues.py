@@ -29,7 +29,7 @@ def http_post(url: str, body: Any, headers: dict[str, str] | None = None) -> tup
 def test_jobs_over_http_run_in_supervised_pools(cluster_factory: Callable[..., ClusterProcess]) -> None:
     env = {"QUEUE_HIGH_WORKERS": "1", "QUEUE_MEDIUM_WORKERS": "1", "QUEUE_LOW_WORKERS": "0",
            "QUEUE_BACKGROUND_WORKERS": "0", "CLUSTER_QUEUES_BACKGROUND_MAX_SIZE": "1"}
-    cluster = cluster_factory("--jobs", "tests.queues.jobs", env=env, workers=1)
+    cluster = cluster_factory("--jobs", "tests.queues.jobs", env=env, workers=1, queues=True)
     jobs = f"{cluster.url}/api/enterprise/jobs"
 
     status, _, body = http_post(jobs, {"name": "tests.queues.jobs.mark", "args": ["http", "hello"]},
@@ -64,7 +64,7 @@ def test_jobs_over_http_run_in_supervised_pools(cluster_factory: Callable[..., C
 
 def test_without_redis_server_the_queue_tier_is_off_and_health_says_so(
         cluster_factory: Callable[..., ClusterProcess]) -> None:
-    cluster = cluster_factory(env={"PATH": "/nonexistent"}, workers=1)  # no redis-server to be found
+    cluster = cluster_factory(env={"PATH": "/nonexistent"}, workers=1, queues=True)  # no redis-server to be found
     status = cluster.status()
     assert status["queues"]["mode"] == "off" and "redis-server is not installed" in status["queues"]["reason"]
     assert not [row for row in status["processes"] if row["group"].startswith("queue-")]
