@@ -55,9 +55,9 @@ def write_target(state_dir: str | os.PathLike[str], count: int) -> None:
     os.replace(tmp, path)
 
 
-def worker_class() -> str:
-    """aiohttp's uvloop worker when uvloop is installed, else its asyncio worker."""
-    if importlib.util.find_spec("uvloop") is not None:
+def worker_class(event_loop: str) -> str:
+    """aiohttp's uvloop worker for ``uvloop`` (``auto``: when uvloop is installed), else its asyncio worker."""
+    if event_loop == "uvloop" or (event_loop == "auto" and importlib.util.find_spec("uvloop") is not None):
         return "aiohttp.GunicornUVLoopWebWorker"
     return "aiohttp.GunicornWebWorker"
 
@@ -178,7 +178,7 @@ class HttpTier(BaseApplication):
         options = {
             "bind": server.bind,
             "workers": target,
-            "worker_class": worker_class(),
+            "worker_class": worker_class(server.event_loop),
             "timeout": server.timeout,
             "graceful_timeout": server.graceful_timeout,
             "keepalive": server.keepalive,

@@ -42,6 +42,8 @@ class ServerSettings(Section):
     keepalive: int = Field(5, ge=0)
     max_body_size: int = Field(1024 * 1024, gt=0)
     worker_tmp_dir: str | None = None
+    event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
+        "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
     access_log: bool = False
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -223,13 +223,15 @@ class ClusterServer(Server):
         return result.returncode == 0 and json.loads(result.stdout).get("supervisor", {}).get("ready", False)
 
 
-def cluster_server(workers: int, cores: list[int], state_dir: Path, access_log: bool = False) -> Server:
+def cluster_server(workers: int, cores: list[int], state_dir: Path, access_log: bool = False,
+                   event_loop: str = "auto") -> Server:
     """`cluster start` with the built-in app and a fixed worker count (the queue tier on, as by default)."""
     port = free_port()
     argv = [PY, "-m", "cluster.cli", "start", "--bind", f"127.0.0.1:{port}", "--workers", str(workers),
             "--state-dir", str(state_dir)]
-    env = {"CLUSTER_SERVER_ACCESS_LOG": "true" if access_log else "false"}
-    label = "cluster start" + (" (access log on)" if access_log else "")
+    env = {"CLUSTER_SERVER_ACCESS_LOG": "true" if access_log else "false", "CLUSTER_SERVER_EVENT_LOOP": event_loop}
+    label = "cluster start" + (" (access log on)" if access_log else "") + (
+        f" (event_loop={event_loop})" if event_loop != "auto" else "")
     return ClusterServer(label, argv, port, cores, env, state_dir)
 
 
