@@ -14,7 +14,7 @@ from aiohttp import web
 
 from workers import control_client
 from workers.endpoints import HEALTH_CHECKS, SETTINGS_KEY
-from workers.http_metrics import metrics_middleware, publish_in_flight
+from workers.http_metrics import RequestTally, metrics_middleware, publisher
 from workers.middleware import json_error
 
 SCORE_TTL = 2.0
@@ -78,8 +78,9 @@ class ScoreCheck:
 
 def install(app: web.Application) -> None:
     """Count every request (outermost middleware) and add the monitoring endpoints and check."""
-    app.middlewares.insert(0, metrics_middleware())
-    app.cleanup_ctx.append(publish_in_flight)
+    tally = RequestTally()
+    app.middlewares.insert(0, metrics_middleware(tally))
+    app.cleanup_ctx.append(publisher(tally))
     app.router.add_get("/api/enterprise/metrics", get_metrics)
     app.router.add_get("/api/enterprise/alerts", get_alerts)
     app.router.add_post("/api/enterprise/alerts/{alert_id}/resolve", resolve_alert)

@@ -203,12 +203,15 @@ def test_metrics_sum_every_worker_after_one_was_killed(cluster_factory: Callable
     for _ in range(40):
         pids_answering.add(json.loads(http_get(f"{cluster.url}/api/enterprise/status")[2])["pid"])
     assert len(pids_answering) == 2, "both workers should have answered"
+    # Workers publish their tallies every second: what a worker published stays counted after it dies.
+    wait_for(lambda: ping_total(scrape(cluster.metrics_url)) == 150, 30, 0.2, "150 pings in /metrics")
     victim = sorted(pids_answering)[0]
     os.kill(victim, signal.SIGKILL)
     wait_for(lambda: victim not in cluster.worker_pids() and len(cluster.worker_pids()) == 2, 60, 0.2,
              "the replacement worker")
     hit(100)
 
+    wait_for(lambda: ping_total(scrape(cluster.metrics_url)) == 250, 30, 0.2, "250 pings in /metrics")
     families = scrape(cluster.metrics_url)
     assert ping_total(families) == 250
     # the dead worker's files get folded into the archive without changing the sum
@@ -226,8 +229,9 @@ def test_metrics_sum_every_worker_after_one_was_killed(cluster_factory: Callable
         "supervisor", "http", "http-worker"}
     # /health probes and /api/enterprise/status are labelled by route template, unknown paths by a fixed label
     http_get(f"{cluster.url}/no/such/path/12345")
-    routes = {s.labels["route"] for s in scrape(cluster.metrics_url)["http_requests"].samples}
-    assert "__unmatched__" in routes and not any("12345" in r for r in routes)
+    routes = wait_for(lambda: (r := {s.labels["route"] for s in scrape(cluster.metrics_url)["http_requests"].samples})
+                      and "__unmatched__" in r and r, 30, 0.2, "the unmatched route in /metrics")
+    assert not any("12345" in r for r in routes)
 
     # the same text on the control socket
     result = cluster.cli("status", "--json")
