@@ -44,7 +44,8 @@ async def serve(settings: Settings, priority: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2 or args[1] not in PRIORITIES:
-        print(f"usage: python -m queues.pool SETTINGS_JSON {{{'|'.join(PRIORITIES)}}}", file=sys.stderr)
+        configure_logs("queue")
+        log.error("usage: python -m queues.pool SETTINGS_JSON {%s}, got %r", "|".join(PRIORITIES), args)
         return EXIT_USAGE
     settings = Settings.model_validate_json(Path(args[0]).read_text())
     configure_logs(f"queue-{args[1]}", settings.server.log_level)
