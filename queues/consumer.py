@@ -41,7 +41,7 @@ from queues.execute import HandlerRunner, HungHandler, JobTimeout
 from queues.keys import GROUP, QueueKeys
 from queues.policy import backoff_delay, lease_seconds, reap_interval, should_retry
 from queues.scripts import ACK_DONE, MOVE_DUE
-from workers.db import Router
+from db import Router
 
 log = logging.getLogger("queues.consumer")
 BLOCK_MS = 1000

@@ -9,7 +9,7 @@ from typing import Any
 import redis.asyncio
 
 from config import Settings
-from workers.db import Router
+from db import Router
 
 
 @dataclass(slots=True)

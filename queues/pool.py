@@ -14,7 +14,7 @@ from queues import api, registry
 from queues.client import QueueClient
 from queues.connection import async_client
 from queues.consumer import Consumer
-from workers.db import router_from_settings
+from db import router_from_settings
 
 log = logging.getLogger("queues.pool")
 EXIT_USAGE = 2

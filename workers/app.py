@@ -13,7 +13,7 @@ from aiohttp import web
 from config import Settings
 from workers import endpoints, monitoring, queues_api
 from workers.access_log import JsonAccessLogger
-from workers.db import web as db_web
+from workers import db_routes
 from workers.middleware import request_middleware
 from workers.state import WORKER_STATE
 
@@ -77,7 +77,7 @@ async def build_app(settings: Settings) -> web.Application:
     app[endpoints.HEALTH_CHECKS] = []
     endpoints.add_routes(app)
     monitoring.install(app)
-    db_web.install(app, settings)
+    db_routes.install(app, settings)
     queues_api.install(app, settings)
     return app
 

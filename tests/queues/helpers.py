@@ -10,7 +10,7 @@ from typing import Any
 from config import Settings
 from queues.client import QueueClient
 from queues.consumer import Consumer
-from workers.db import Router
+from db import Router
 
 
 async def consume_until(settings: Settings, priorities: list[str], condition: Callable[[QueueClient], Awaitable[Any]],

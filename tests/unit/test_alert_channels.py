@@ -7,9 +7,9 @@ import email.utils
 
 import pytest
 
-from cluster import alert_channels
-from cluster.alert_channels import ChannelError, Dispatcher, parse_retry_after, retry_delay
-from cluster.alerts import AlertBook, Thresholds
+from cluster.monitoring import channels as alert_channels
+from cluster.monitoring.channels import ChannelError, Dispatcher, parse_retry_after, retry_delay
+from cluster.monitoring.alerts import AlertBook, Thresholds
 
 
 def test_backoff_doubles_up_to_its_ceiling():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster.alerts import AlertBook, Thresholds, fingerprint
+from cluster.monitoring.alerts import AlertBook, Thresholds, fingerprint
 
 T = Thresholds(warning=1.0, critical=5.0)
 

@@ -6,9 +6,9 @@ import os
 import socket
 import time
 
-from cluster.autoscale_signals import SystemCpu, UnexpectedExits, WorkerCpuMeter, bound_ports, listen_backlog, \
+from cluster.autoscale.signals import SystemCpu, UnexpectedExits, WorkerCpuMeter, bound_ports, listen_backlog, \
     parse_listen_backlog
-from cluster.cli_autoscale import status_lines
+from cluster.cli.autoscale import status_lines
 
 
 def test_exits_that_were_announced_are_no_crash() -> None:

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.health import probe_target
-from cluster.http_tier import read_target, worker_class, write_target
+from cluster.supervisor.health import probe_target
+from cluster.arbiter.http_tier import read_target, worker_class, write_target
 
 
 @pytest.mark.parametrize(("event_loop", "expected"), [

@@ -7,7 +7,7 @@ import math
 import pytest
 from prometheus_client.metrics_core import Metric
 
-from cluster.http_window import HttpSnapshot, HttpWindow, quantile, snapshot
+from cluster.monitoring.http_window import HttpSnapshot, HttpWindow, quantile, snapshot
 
 INF = math.inf
 

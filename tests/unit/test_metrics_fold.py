@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.mmap_dict import MmapedDict, mmap_key
 
-from cluster.metrics_fold import fold, parse_name
-from cluster.metrics_store import MetricsStore
+from cluster.monitoring.metrics_fold import fold, parse_name
+from cluster.monitoring.metrics_store import MetricsStore
 
 
 def write(path: Path, entries: dict[tuple[str, str, tuple[tuple[str, str], ...]], tuple[float, float]]) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from cluster.monitor import METRICS
+from cluster.monitoring.monitor import METRICS
 from config.settings import MonitoringSettings
 
 ROOT = Path(__file__).resolve().parents[2]

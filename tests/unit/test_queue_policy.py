@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cluster.queue_tier import eviction_problems
+from cluster.supervisor.queue_tier import eviction_problems
 from queues.envelope import DecodeError, Envelope, decode
 from queues.policy import backoff_delay, lease_seconds, reap_interval, should_retry
 

@@ -1,4 +1,4 @@
-from cluster.restart_policy import RestartPolicy
+from cluster.supervisor.restart_policy import RestartPolicy
 
 
 def test_backoff_doubles_within_the_window_and_caps() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 
-from cluster.retire import CpuRates, WorkerLoad, retire_order
+from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
 
 
 def test_the_least_busy_worker_goes_first_not_the_oldest() -> None:

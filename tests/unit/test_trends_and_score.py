@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from cluster import health_score
-from cluster.alerts import Thresholds
-from cluster.trends import slope, trend
+from cluster.monitoring import health_score
+from cluster.monitoring.alerts import Thresholds
+from cluster.monitoring.trends import slope, trend
 
 ALL = {
     "cpu": Thresholds(70, 90),

@@ -19,7 +19,7 @@ from tests.integration.replicas import db_jobs  # noqa: F401  (registers the job
 from tests.pg_fixture import PgCluster
 from tests.queues.helpers import consume_until
 from tests.redis_fixture import redis_server, redis_url  # noqa: F401  (fixtures)
-from workers.db import router_from_settings
+from db import router_from_settings
 
 pytestmark = pytest.mark.integration
 

@@ -17,7 +17,7 @@ from config import Settings
 from observability.context import read_your_writes_var
 from tests.pg_fixture import PgCluster
 from tests.support import wait_for
-from workers.db import PrimaryUnavailable, Router, router_from_settings
+from db import PrimaryUnavailable, Router, router_from_settings
 
 pytestmark = pytest.mark.integration
 PORT_SQL = "SELECT inet_server_port()"

@@ -14,7 +14,7 @@ from config import Settings
 from tests.pg_fixture import PgCluster
 from tests.support import ClusterProcess, http_get, run_cli, wait_for
 from workers.app import build_app
-from workers.db import DB_KEY
+from workers.db_routes import DB_KEY
 
 pytestmark = pytest.mark.integration
 

@@ -6,10 +6,10 @@ import asyncio
 from typing import Any
 
 from config.settings import DatabaseSettings, ReplicaSettings
-from workers.db.health_loop import apply_round
-from workers.db.hosts import HostSpec
-from workers.db.probe import ProbeResult
-from workers.db.router import Router
+from db.health_loop import apply_round
+from db.hosts import HostSpec
+from db.probe import ProbeResult
+from db.router import Router
 
 MB = 1024 * 1024
 DOWN = ProbeResult(False, error="OperationalError: connection refused")

@@ -1,8 +1,8 @@
 from config import load
-from workers.db.health_loop import DOWN_RETRY, next_delay
-from workers.db.hosts import host_name, hosts_from_settings
-from workers.db.router import router_from_settings
-from workers.db.web import health_result
+from db.health_loop import DOWN_RETRY, next_delay
+from db.hosts import host_name, hosts_from_settings
+from db.router import router_from_settings
+from workers.db_routes import health_result
 
 
 def test_hosts_come_from_database_url_and_the_seed_replica_variables() -> None:

@@ -1,0 +1,217 @@
+"""The HTTP tier: gunicorn's arbiter, started programmatically, serving aiohttp workers.
+
+Run by the supervisor as ``python -m cluster.arbiter.http_tier SETTINGS_JSON``. It is
+gunicorn's own arbiter with these changes made in a subclass:
+
+- the worker count follows a target file the supervisor writes, and a HUP
+  reload keeps the current count (gunicorn resets it to ``workers``, issue 716);
+- a worker still inside its boot grace is not taken for hung;
+- a scale-down retires the least busy worker (``cluster.arbiter.retire``), not the
+  oldest, and a worker already told to stop is not counted nor told twice;
+- nothing else runs in this process: the arbiter reaps with ``waitpid(-1)``,
+  so helper subprocesses belong to the supervisor, never here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gunicorn import glogging
+from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
+
+from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
+from config import Settings
+from observability.logs import ContextFilter, configure, json_formatter, set_role
+from observability.metrics import CHILD_RESTARTS, mark_dead
+from workers.app import build_runner
+from workers.state import WORKER_STATE
+
+TARGET_FILE = "http.target"
+log = logging.getLogger("cluster.arbiter.http_tier")
+
+
+def read_target(path: Path) -> int | None:
+    """The worker count the supervisor asks for, or None when unset or unreadable."""
+    try:
+        value = int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return value if value >= 1 else None
+
+
+def write_target(state_dir: str | os.PathLike[str], count: int) -> None:
+    """Ask the arbiter for ``count`` workers (atomic replace; read within a second)."""
+    path = Path(state_dir) / TARGET_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{count}\n")
+    os.replace(tmp, path)
+
+
+def worker_class(event_loop: str) -> str:
+    """aiohttp's uvloop worker for ``uvloop`` (``auto``: when uvloop is installed), else its asyncio worker."""
+    if event_loop == "uvloop" or (event_loop == "auto" and importlib.util.find_spec("uvloop") is not None):
+        return "aiohttp.GunicornUVLoopWebWorker"
+    return "aiohttp.GunicornWebWorker"
+
+
+def heartbeat_dir(settings: Settings) -> str | None:
+    """Heartbeat files on tmpfs: on disk a heartbeat can block (gunicorn issues 1305, 1863)."""
+    if settings.server.worker_tmp_dir:
+        return settings.server.worker_tmp_dir
+    return "/dev/shm" if os.path.isdir("/dev/shm") else None
+
+
+class JsonLogger(glogging.Logger):
+    """gunicorn's logger with our JSON formatter on its handlers."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        for handler in self.error_log.handlers:
+            handler.setFormatter(json_formatter())
+            handler.addFilter(ContextFilter())
+
+
+def _post_fork(server: Arbiter, worker: Any) -> None:
+    set_role("http-worker")
+    WORKER_STATE.reset_after_fork()
+
+
+def _child_exit(server: Arbiter, worker: Any) -> None:
+    mark_dead(worker.pid)
+    # The worker is already out of WORKERS: fewer than wanted means a replacement
+    # comes, unless the arbiter is stopping (it drops its listeners first).
+    if server.LISTENERS and len(server.WORKERS) < server.num_workers:
+        CHILD_RESTARTS.labels("http-worker").inc()
+
+
+class ClusterArbiter(Arbiter):
+    """gunicorn's arbiter, steered by the supervisor's target file."""
+
+    def __init__(self, app: "HttpTier") -> None:
+        self.target_path = Path(app.settings.server.state_dir) / TARGET_FILE
+        self.boot_grace = app.settings.server.boot_grace
+        self._target_mtime = 0
+        self._retiring: set[int] = set()
+        self._stale_age = 0
+        self.cpu_rates = CpuRates()
+        super().__init__(app)
+
+    def _follow_target(self) -> None:
+        try:
+            mtime = self.target_path.stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._target_mtime:
+            return
+        self._target_mtime = mtime
+        target = read_target(self.target_path)
+        if target is not None and target != self.num_workers:
+            self.log.info("worker target %s -> %s", self.num_workers, target)
+            self.num_workers = target
+
+    def manage_workers(self) -> None:
+        """gunicorn's, but retiring the least busy workers and not counting those already retiring.
+
+        gunicorn counts a worker it sent SIGTERM until it is reaped; ranking by
+        load instead of age, that would retire a second worker while the first
+        finishes its requests, so retiring pids are tracked here.
+        """
+        self._follow_target()
+        self._retiring &= set(self.WORKERS)
+        self.cpu_rates.refresh(self.WORKERS, time.monotonic())
+        active = {pid: w for pid, w in self.WORKERS.items() if pid not in self._retiring}
+        for _ in range(self.num_workers - len(active)):
+            self.spawn_worker()
+        excess = len(active) - self.num_workers
+        if excess <= 0:
+            return
+        loads = [WorkerLoad(pid, w.age, self.cpu_rates.rate(pid), w.age <= self._stale_age)
+                 for pid, w in active.items()]
+        for pid in retire_order(loads)[:excess]:
+            self.log.info("retiring worker %s (cpu %.0f%%)", pid, self.cpu_rates.rate(pid) * 100)
+            self._retiring.add(pid)
+            self.kill_worker(pid, signal.SIGTERM)
+
+    def reload(self) -> None:
+        # Every worker alive now runs the old configuration: retire those first.
+        self._stale_age = self.worker_age
+        super().reload()
+
+    def spawn_worker(self) -> int:
+        pid = super().spawn_worker()
+        self.WORKERS[pid].spawned_at = time.monotonic()
+        return pid
+
+    def murder_workers(self) -> None:
+        # A booting worker has not started its heartbeat yet: beat for it
+        # until its grace is over, so a slow import is not taken for a hang.
+        now = time.monotonic()
+        for worker in self.WORKERS.values():
+            if now - getattr(worker, "spawned_at", 0.0) < self.boot_grace:
+                worker.tmp.notify()
+        super().murder_workers()
+
+
+class HttpTier(BaseApplication):
+    """gunicorn configured from our settings; the app is built in each worker."""
+
+    def __init__(self, settings_path: Path) -> None:
+        self.settings_path = settings_path
+        self.settings: Settings
+        super().__init__()
+
+    def load_config(self) -> None:
+        # Read again on every HUP reload: the supervisor rewrites the file
+        # with the freshly validated configuration before it signals.
+        self.settings = Settings.model_validate_json(self.settings_path.read_text())
+        server = self.settings.server
+        state_dir = Path(server.state_dir)
+        target = read_target(state_dir / TARGET_FILE) or self.settings.workers.min
+        options = {
+            "bind": server.bind,
+            "workers": target,
+            "worker_class": worker_class(server.event_loop),
+            "timeout": server.timeout,
+            "graceful_timeout": server.graceful_timeout,
+            "keepalive": server.keepalive,
+            "worker_tmp_dir": heartbeat_dir(self.settings),
+            "logger_class": "cluster.arbiter.http_tier.JsonLogger",
+            "loglevel": server.log_level,
+            "accesslog": None,
+            "proc_name": "cluster-http",
+            "control_socket": str(state_dir / "gunicorn.ctl"),
+            "post_fork": _post_fork,
+            "child_exit": _child_exit,
+        }
+        for key, value in options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Any:
+        settings = self.settings
+
+        async def factory() -> Any:
+            return await build_runner(settings)
+
+        return factory
+
+    def run(self) -> None:
+        ClusterArbiter(self).run()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    tier = HttpTier(Path(args[0]))
+    configure("http-arbiter", tier.settings.server.log_level)
+    tier.run()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from cluster.cli.main import run
+
+run()

@@ -1,0 +1,127 @@
+"""`cluster replicas status`: the read-replica router's view of the database hosts.
+
+By default it asks a running cluster: it reads the effective settings the workers run with
+(``<state_dir>/settings.json``) and GETs ``/api/enterprise/replicas/status`` on the first bind
+address. Only a worker has the live picture (pool connections in use, queries and errors routed,
+hosts taken out by requests), so that is the source of truth; it is one worker's view, and the
+worker that answers is named. ``--probe`` checks the hosts from here instead (roles, states and
+lag; no pool figures), for when no cluster runs or to cross-check a worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import click
+from rich.console import Console
+from rich.table import Table
+
+from config import ConfigError, Settings, load
+
+
+class StatusError(Exception):
+    pass
+
+
+def _endpoint(bind: str) -> tuple[str, str | None]:
+    """(URL of the status endpoint, unix socket path or None) for a bind address."""
+    from workers.db_routes import STATUS_PATH  # loads psycopg: only when this command runs
+
+    if bind.startswith("unix:"):
+        return f"http://localhost{STATUS_PATH}", bind[len("unix:"):]
+    host, _, port = bind.rpartition(":")
+    host = host.strip("[]")
+    if host in ("0.0.0.0", "", "::"):
+        host = "127.0.0.1" if host != "::" else "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{STATUS_PATH}", None
+
+
+async def _fetch(url: str, socket: str | None, timeout: float = 5.0) -> dict[str, Any]:
+    connector = aiohttp.UnixConnector(path=socket) if socket else None
+    try:
+        async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
+            async with session.get(url) as response:
+                body = await response.json(content_type=None)
+                if response.status != 200:
+                    raise StatusError(f"GET {url}: {response.status} {body}")
+                return body
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError) as exc:
+        raise StatusError(f"cannot reach the workers at {url}: {exc}") from exc
+
+
+def from_cluster(state_dir: str) -> dict[str, Any]:
+    path = Path(state_dir) / "settings.json"
+    if not path.exists():
+        raise StatusError(f"no cluster is running with state dir {state_dir} ({path} does not exist); "
+                          "start one, or use --probe")
+    settings = Settings.model_validate_json(path.read_text())
+    url, socket = _endpoint(settings.server.bind[0])
+    return asyncio.run(_fetch(url, socket))
+
+
+def _fmt(value: Any, digits: int | None = None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}" if digits is not None else str(value)
+
+
+def render(body: dict[str, Any], console: Console) -> None:
+    if not body.get("enabled"):
+        console.print(f"replica router off: {body.get('reason', 'no database configured')}")
+        return
+    source = f"worker pid {body['pid']}" if body.get("pid") else "probed from here"
+    console.print(f"strategy {body['strategy']} · fallback {body['fallback']} · writer {body['writer'] or '-'} "
+                  f"· {source}")
+    if body.get("writes_refused"):
+        console.print(f"[red]writes refused: {body['writes_refused']}[/red]")
+    if body.get("replicas_unusable"):
+        console.print("[yellow]every replica is stale or down: reads go to the fallback[/yellow]")
+    table = Table("host", "role", "state", "weight", "lag s", "lag bytes", "in use", "idle", "queries", "errors")
+    for host in body["hosts"]:
+        conns = host.get("connections") or {}
+        table.add_row(host["host"], host["role"], host["state"], str(host["weight"]), _fmt(host["lag_seconds"], 3),
+                      _fmt(host["lag_bytes"]), _fmt(conns.get("in_use")), _fmt(conns.get("idle")),
+                      _fmt(host["queries"]) if conns else "-", _fmt(host["errors"]) if conns else "-")
+    console.print(table)
+
+
+@click.group()
+def replicas() -> None:
+    """The PostgreSQL read-replica router."""
+
+
+@replicas.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.option("--probe", is_flag=True, help="Check the hosts from here instead of asking a running worker.")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="The supervisor's state dir.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+def status(as_json: bool, probe: bool, state_dir: str | None, config_file: str | None) -> None:
+    """Per host: role, state, weight, lag (s and bytes), connections in use/idle, queries, errors."""
+    try:
+        settings = load(config_file=config_file).settings
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"config error: {problem}", err=True)
+        sys.exit(2)
+    try:
+        if probe:
+            from db.router import probe_status
+
+            body = asyncio.run(probe_status(settings)) or {
+                "enabled": False, "hosts": [], "reason": "no database.url (DATABASE_URL) is configured"}
+        else:
+            body = from_cluster(state_dir or settings.server.state_dir)
+    except StatusError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+    else:
+        render(body, Console(width=None if sys.stdout.isatty() else 160))

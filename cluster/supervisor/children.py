@@ -1,0 +1,199 @@
+"""A child process the supervisor keeps alive: spawn, watch, restart with backoff, stop cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import logging
+import os
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+from cluster.supervisor.restart_policy import RestartPolicy
+from observability.metrics import CHILD_RESTARTS, mark_dead
+
+log = logging.getLogger("cluster.supervisor.children")
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: get SIGTERM if the supervisor dies, so nothing is orphaned."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+@dataclass
+class ChildSpec:
+    name: str
+    group: str
+    argv: list[str]
+    env: dict[str, str] | None = None
+    stop_signal: int = signal.SIGTERM
+    stop_timeout: float = 10.0
+
+
+@dataclass
+class SupervisedChild:
+    """Keeps one child running until stopped; restarts follow a RestartPolicy."""
+
+    spec: ChildSpec
+    policy: RestartPolicy
+    process: asyncio.subprocess.Process | None = None
+    state: str = "new"
+    started_at: float | None = None
+    restarts: int = 0
+    last_exit: int | None = None
+    crash_loop: bool = False
+    _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    _task: asyncio.Task[None] | None = None
+    _running: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.returncode is None else None
+
+    def start(self) -> None:
+        """Begin supervising (spawns at once)."""
+        self._task = asyncio.create_task(self._supervise(), name=f"supervise-{self.spec.name}")
+
+    async def wait_running(self) -> None:
+        """Until the child has been spawned."""
+        await self._running.wait()
+
+    async def _spawn(self) -> None:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.spec.argv,
+            env=self.spec.env,
+            stdin=asyncio.subprocess.DEVNULL,
+            preexec_fn=_die_with_parent,
+        )
+        self.started_at = time.time()
+        self.state = "running"
+        self._running.set()
+        log.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
+
+    async def _supervise(self) -> None:
+        while not self._stop_requested.is_set():
+            try:
+                await self._spawn()
+            except OSError as exc:
+                log.error("cannot start %s: %s", self.spec.name, exc, extra={"child": self.spec.name})
+                code: int | None = None
+            else:
+                assert self.process is not None
+                code = await self.process.wait()
+                mark_dead(self.process.pid)
+            self.last_exit = code
+            if self._stop_requested.is_set():
+                break
+            decision = self.policy.record_death(time.monotonic())
+            self.crash_loop = decision.crash_loop
+            self.state = "crash-loop" if decision.crash_loop else "backoff"
+            level = logging.CRITICAL if decision.crash_loop else logging.ERROR
+            log.log(
+                level,
+                "%s exited with %s; restarting in %.1fs%s",
+                self.spec.name,
+                code,
+                decision.delay,
+                " (crash loop)" if decision.crash_loop else "",
+                extra={
+                    "child": self.spec.name,
+                    "exit_code": code,
+                    "restart_delay": decision.delay,
+                    "deaths_in_window": decision.deaths_in_window,
+                    "alert": "crash_loop" if decision.crash_loop else None,
+                },
+            )
+            try:
+                await asyncio.wait_for(self._stop_requested.wait(), decision.delay)
+            except TimeoutError:
+                pass
+            if not self._stop_requested.is_set():
+                self.restarts += 1
+                CHILD_RESTARTS.labels(self.spec.name).inc()
+        self.state = "stopped"
+
+    def send_signal(self, sig: int) -> bool:
+        """Signal the child if it runs; False when it does not."""
+        if self.pid is None:
+            return False
+        try:
+            os.kill(self.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def descendants(self) -> list[psutil.Process]:
+        if self.pid is None:
+            return []
+        try:
+            return psutil.Process(self.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return []
+
+    async def stop(self) -> int | None:
+        """Stop for good: the stop signal, up to ``stop_timeout`` to exit, then SIGKILL.
+
+        Descendants still alive once the child is gone are killed too, so a
+        stop leaves no process behind.
+        """
+        self._stop_requested.set()
+        process = self.process
+        leftovers = self.descendants()
+        if process is not None and process.returncode is None:
+            self.state = "stopping"
+            self.send_signal(self.spec.stop_signal)
+            try:
+                await asyncio.wait_for(process.wait(), self.spec.stop_timeout)
+            except TimeoutError:
+                log.warning("%s did not stop in %.0fs; killing it", self.spec.name, self.spec.stop_timeout)
+                leftovers = self.descendants() or leftovers
+                process.kill()
+                await process.wait()
+        for proc in leftovers:
+            try:
+                proc.kill()
+            except psutil.NoSuchProcess:
+                pass
+        if self._task is not None:
+            await self._task
+        self.state = "stopped"
+        return process.returncode if process else None
+
+    def status(self) -> dict[str, Any]:
+        """A row for `cluster status`."""
+        row: dict[str, Any] = {
+            "group": self.spec.group,
+            "name": self.spec.name,
+            "pid": self.pid,
+            "state": self.state,
+            "uptime": round(time.time() - self.started_at, 1) if self.started_at and self.pid else None,
+            "restarts": self.restarts,
+            "last_exit": self.last_exit,
+            "crash_loop": self.crash_loop,
+        }
+        row.update(process_figures(self.pid))
+        return row
+
+
+_PROCS: dict[int, psutil.Process] = {}
+
+
+def process_figures(pid: int | None) -> dict[str, Any]:
+    """CPU % since the previous call for this pid, and RSS; empty when the process is gone."""
+    if pid is None:
+        return {"cpu_percent": None, "rss_bytes": None}
+    proc = _PROCS.get(pid)
+    try:
+        if proc is None:
+            proc = _PROCS[pid] = psutil.Process(pid)
+        with proc.oneshot():
+            return {"cpu_percent": proc.cpu_percent(None), "rss_bytes": proc.memory_info().rss}
+    except psutil.Error:
+        _PROCS.pop(pid, None)
+        return {"cpu_percent": None, "rss_bytes": None}

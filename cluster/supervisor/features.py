@@ -1,0 +1,24 @@
+"""Which components run inside the supervisor, in start order."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from cluster.supervisor.core import Supervisor
+
+
+def install(supervisor: "Supervisor") -> None:
+    """Register every feature's component on a supervisor before it runs.
+
+    The queue tier comes first: it settles the Redis URL every child reads.
+    Imported here, not at module level, so that prometheus_client is first
+    imported after `cluster start` has set PROMETHEUS_MULTIPROC_DIR.
+    """
+    from cluster.autoscale.autoscaler import Autoscaler
+    from cluster.monitoring.monitor import Monitor
+    from cluster.supervisor.queue_tier import QueueTier
+
+    supervisor.components.append(QueueTier(supervisor))
+    supervisor.components.append(Autoscaler(supervisor))
+    supervisor.components.append(Monitor(supervisor))

@@ -1,0 +1,189 @@
+"""The read-replica router: one connection pool per host, writes to the primary, reads spread
+over healthy, caught-up replicas, with failover of reads and read-your-writes.
+
+The caller says what it wants; no SQL is parsed to guess:
+
+    async with db.read() as conn:          # a replica (or the fallback), chosen per checkout
+        rows = await conn.fetchall("SELECT ...")
+    async with db.write() as conn:         # the primary, autocommit statements
+        await conn.execute("INSERT ...")
+    async with db.transaction() as conn:   # the primary, one transaction for the whole block
+        ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from psycopg import AsyncConnection
+
+from config import Settings
+from config.settings import DatabaseSettings
+from observability.context import read_your_writes_var
+from db import metrics
+from db.checkouts import PrimaryConnection, ReadConnection
+from db.errors import RouterClosed
+from db.freshness import format_lsn, parse_lsn, wal_end
+from db.health_loop import check_round, run_health_loop
+from db.host_state import HostState
+from db.hosts import HostSpec, hosts_from_settings
+from db.selection import Routing, plan_routing
+from db.strategies import make_strategy
+
+log = logging.getLogger("db")
+PRIMARY_SAMPLES = 256
+
+
+class Router:
+    """Routes checkouts to hosts; see the module docstring. Start it in the event loop that uses it."""
+
+    def __init__(self, settings: DatabaseSettings, specs: Sequence[HostSpec]) -> None:
+        if not specs or specs[0].role != "primary":
+            raise ValueError("the router needs the primary first in its hosts")
+        self.settings = settings
+        self.hosts = [HostState(spec, settings) for spec in specs]
+        self.by_name = {host.name: host for host in self.hosts}
+        self.replicas_configured = len(specs) > 1
+        self.strategy = make_strategy(settings.strategy, {s.name: s.weight for s in specs},
+                                      lambda name: self.by_name[name].load())
+        self.routing: Routing = plan_routing([h.view() for h in self.hosts], settings.fallback,
+                                             self.replicas_configured)
+        self.replayed: dict[str, int | None] = {}
+        self.primary_lsn: int | None = None
+        self.wal_block_size = 8192  # the primary's, once probed
+        # The primary's position at each round, for the time lag of replicas behind it.
+        self.primary_samples: deque[tuple[float, int]] = deque(maxlen=PRIMARY_SAMPLES)
+        self.wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._open = False
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the pools, check every host once, and start the health loop in the background."""
+        for host in self.hosts:
+            await host.pool.open(wait=False)
+        self._open = True
+        await check_round(self, first=True)
+        self._task = asyncio.create_task(run_health_loop(self), name="db-health")
+        log.info("database router started", extra={"hosts": [h.name for h in self.hosts],
+                                                   "strategy": self.settings.strategy})
+
+    async def close(self) -> None:
+        self._open = False
+        if self._task is not None:
+            self.wake.set()
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+            self._task = None
+        for host in self.hosts:
+            await host.prober.close()
+            await host.pool.close()
+
+    # -- checkouts ---------------------------------------------------------------
+
+    def read(self) -> ReadConnection:
+        """A connection for reads, from a host chosen now; reads fail over before any result."""
+        return ReadConnection(self)
+
+    def write(self) -> PrimaryConnection:
+        """A primary connection in autocommit mode; never retried elsewhere."""
+        return PrimaryConnection(self, transaction=False)
+
+    def transaction(self) -> PrimaryConnection:
+        """A primary connection inside one transaction, committed when the block ends without error."""
+        return PrimaryConnection(self, transaction=True)
+
+    # -- state changes -----------------------------------------------------------
+
+    def rebuild_routing(self) -> None:
+        routing = plan_routing([h.view() for h in self.hosts], self.settings.fallback, self.replicas_configured)
+        if routing.write_refusal and routing.write_refusal != self.routing.write_refusal:
+            log.error("database writes refused: %s", routing.write_refusal)
+        if routing.replicas_unusable and not self.routing.replicas_unusable:
+            log.warning("every read replica is stale or down: reads fall back to %s", self.settings.fallback)
+        self.routing = routing
+        self.replayed = {h.name: h.lsn for h in self.hosts if h.role == "replica"}
+        for host in self.hosts:
+            metrics.HEALTHY.labels(host.name).set(1 if host.state == "up" else 0)
+
+    def host_failed(self, host: HostState, exc: BaseException) -> None:
+        """A request could not reach the host: out of rotation at once, and every role re-probed now."""
+        if host.health.request_failed():
+            log.warning("database host %s taken out after a request failed: %s: %s",
+                        host.name, type(exc).__name__, str(exc).strip())
+            self.rebuild_routing()
+        self.wake.set()
+
+    def note_replayed(self, host: HostState, position: int) -> None:
+        """A replay position seen by a request: newer than the health loop's, never older."""
+        if host.lsn is None or position > host.lsn:
+            host.lsn = position
+            self.replayed[host.name] = position
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def require_open(self) -> None:
+        if not self._open:
+            raise RouterClosed("the database router is not started (or already closed)")
+
+    async def remember_write(self, conn: AsyncConnection) -> None:
+        """Store the primary's WAL position after a commit in the read-your-writes context."""
+        cur = await conn.execute("SELECT pg_current_wal_insert_lsn()::text")
+        row = await cur.fetchone()
+        if row is not None:
+            end = wal_end(parse_lsn(row[0]), self.wal_block_size)
+            read_your_writes_var.set({"lsn": format_lsn(end), "at": time.time()})
+
+    # -- surfaces ----------------------------------------------------------------
+
+    def status(self, pools: bool = True) -> dict[str, Any]:
+        routing = self.routing
+        if pools:
+            for host in self.hosts:
+                metrics.IN_USE.labels(host.name).set(host.load())
+        return {
+            "enabled": True,
+            "strategy": self.settings.strategy,
+            "fallback": self.settings.fallback,
+            "writer": routing.writer,
+            "writes_refused": routing.write_refusal,
+            "fresh_replicas": list(routing.fresh_replicas),
+            "replicas_unusable": routing.replicas_unusable,
+            "limits": {"max_lag_seconds": self.settings.max_lag_seconds, "max_lag_bytes": self.settings.max_lag_bytes,
+                       "sticky_window": self.settings.sticky_window},
+            "hosts": [host.status(pools) for host in self.hosts],
+        }
+
+
+def router_from_settings(settings: Settings) -> Router | None:
+    """The router for ``database.*``, or None when no ``database.url`` is set (the router is off)."""
+    specs = hosts_from_settings(settings)
+    return Router(settings.database, specs) if specs else None
+
+
+async def probe_status(settings: Settings) -> dict[str, Any] | None:
+    """One round of health checks from outside a worker: roles, states and lag, no pool figures.
+
+    For ``cluster replicas status --probe``, when no cluster runs (pools are never opened).
+    """
+    router = router_from_settings(settings)
+    if router is None:
+        return None
+    try:
+        await check_round(router, first=True)
+        status = router.status(pools=False)
+    finally:
+        for host in router.hosts:
+            await host.prober.close()
+    return status
