@@ -229,6 +229,10 @@ class MetricsSettings(Section):
     bind: str | None = "127.0.0.1:9100"
 
 
+class AdminSettings(Section):
+    token: str | None = Field(None, description="bearer token for admin routes and actions (CLUSTER_ADMIN_TOKEN)")
+
+
 class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -241,6 +245,7 @@ class Settings(Section):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    admin: AdminSettings = Field(default_factory=AdminSettings)
 
 
 def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:
