@@ -40,6 +40,7 @@ class ServerSettings(Section):
     timeout: int = Field(30, gt=0, description="gunicorn heartbeat timeout (s)")
     boot_grace: float = Field(30.0, ge=0, description="a booting worker is not taken for hung before this (s)")
     keepalive: int = Field(5, ge=0)
+    backlog: int = Field(2048, ge=1, le=65535, description="listen backlog of each bound socket, as gunicorn's")
     max_body_size: int = Field(1024 * 1024, gt=0)
     worker_tmp_dir: str | None = None
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(

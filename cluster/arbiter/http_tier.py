@@ -56,10 +56,11 @@ def write_target(state_dir: str | os.PathLike[str], count: int) -> None:
 
 
 def worker_class(event_loop: str) -> str:
-    """aiohttp's uvloop worker for ``uvloop`` (``auto``: when uvloop is installed), else its asyncio worker."""
+    """aiohttp's uvloop worker for ``uvloop`` (``auto``: when uvloop is installed), else its asyncio worker,
+    both listening with gunicorn's backlog (``cluster.arbiter.workers``)."""
     if event_loop == "uvloop" or (event_loop == "auto" and importlib.util.find_spec("uvloop") is not None):
-        return "aiohttp.GunicornUVLoopWebWorker"
-    return "aiohttp.GunicornWebWorker"
+        return "cluster.arbiter.workers.UVLoopWorker"
+    return "cluster.arbiter.workers.AsyncioWorker"
 
 
 def heartbeat_dir(settings: Settings) -> str | None:
@@ -182,6 +183,7 @@ class HttpTier(BaseApplication):
             "timeout": server.timeout,
             "graceful_timeout": server.graceful_timeout,
             "keepalive": server.keepalive,
+            "backlog": server.backlog,
             "worker_tmp_dir": heartbeat_dir(self.settings),
             "logger_class": "cluster.arbiter.http_tier.JsonLogger",
             "loglevel": server.log_level,

@@ -7,9 +7,9 @@ from cluster.arbiter.http_tier import read_target, worker_class, write_target
 
 
 @pytest.mark.parametrize(("event_loop", "expected"), [
-    ("auto", "aiohttp.GunicornUVLoopWebWorker"),  # uvloop is a dependency, so it is installed
-    ("uvloop", "aiohttp.GunicornUVLoopWebWorker"),
-    ("asyncio", "aiohttp.GunicornWebWorker"),
+    ("auto", "cluster.arbiter.workers.UVLoopWorker"),  # uvloop is a dependency, so it is installed
+    ("uvloop", "cluster.arbiter.workers.UVLoopWorker"),
+    ("asyncio", "cluster.arbiter.workers.AsyncioWorker"),
 ])
 def test_event_loop_picks_aiohttps_worker(event_loop: str, expected: str) -> None:
     assert worker_class(event_loop) == expected
