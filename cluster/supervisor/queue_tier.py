@@ -91,7 +91,11 @@ class QueueTier:
             log.warning("queue tier off: %s; jobs cannot be enqueued", self.reason)
             return
         self._publish_url()
-        self._add_pools()
+        if settings.queues.jobs_module:
+            self._add_pools()
+        else:
+            self.reason = "no jobs module (queues.jobs_module / --jobs): no queue pool processes run"
+            log.info("queue tier: %s; Redis serves the enqueue API and the cache", self.reason)
 
     def _add_embedded(self, binary: str) -> str:
         """Supervise a private redis-server; returns its URL."""
@@ -152,7 +156,7 @@ class QueueTier:
             "redis": masked(self.url),
             "reason": self.reason or None,
             "problems": self.problems,
-            "pools": {p: self.supervisor.settings.queues.pool(p).workers for p in PRIORITIES} if self.url else {},
+            "pools": {p: self.supervisor.settings.queues.pool(p).workers for p in PRIORITIES} if self.pools else {},
         }
 
     def add_control_routes(self, app: web.Application) -> None:

@@ -176,7 +176,7 @@ def test_killed_arbiter_is_restarted_by_the_supervisor(cluster_factory) -> None:
 
 
 def test_stop_exits_zero_and_leaves_no_process(cluster_factory) -> None:
-    c = cluster_factory(workers=2, queues=True)
+    c = cluster_factory("--jobs", "tests.queues.jobs", workers=2, queues=True)
     groups = {row["group"] for row in c.status()["processes"]}
     assert {"http", "http-worker", "redis", "queue-high"} <= groups
     tree = c.tree_pids()
