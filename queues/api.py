@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from config import Settings
-from queues.client import Enqueued, QueueClient, SyncQueueClient
+from queues.client import BatchOutcome, Enqueued, JobRequest, QueueClient, SyncQueueClient
 from queues.connection import QueueUnavailable
 
 _settings: Settings | None = None
@@ -39,10 +40,25 @@ async def enqueue(name: str, *args: Any, priority: str | None = None, delay: flo
     return await client().enqueue(name, *args, priority=priority, delay=delay, at=at, job_id=job_id, **kwargs)
 
 
-def enqueue_sync(name: str, *args: Any, priority: str | None = None, delay: float | None = None,
-                 at: float | None = None, job_id: str | None = None, **kwargs: Any) -> Enqueued:
-    """The blocking twin of ``enqueue`` (for code without an event loop)."""
+async def enqueue_many(jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
+    """Enqueue a batch in one round trip; see ``QueueClient.enqueue_many``."""
+    return await client().enqueue_many(jobs)
+
+
+def sync_client() -> SyncQueueClient:
+    """This process's blocking client (created on first use)."""
     global _sync
     if _sync is None:
         _sync = SyncQueueClient(_need_settings())
-    return _sync.enqueue(name, *args, priority=priority, delay=delay, at=at, job_id=job_id, **kwargs)
+    return _sync
+
+
+def enqueue_many_sync(jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
+    """The blocking twin of ``enqueue_many``."""
+    return sync_client().enqueue_many(jobs)
+
+
+def enqueue_sync(name: str, *args: Any, priority: str | None = None, delay: float | None = None,
+                 at: float | None = None, job_id: str | None = None, **kwargs: Any) -> Enqueued:
+    """The blocking twin of ``enqueue`` (for code without an event loop)."""
+    return sync_client().enqueue(name, *args, priority=priority, delay=delay, at=at, job_id=job_id, **kwargs)

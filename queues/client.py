@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -39,6 +40,54 @@ class Enqueued:
     priority: str
     state: str
     created: bool  # False: a job with this id existed, nothing was added
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """One job of a batch for ``enqueue_many``: the arguments ``enqueue`` takes."""
+
+    name: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    priority: str | None = None
+    delay: float | None = None
+    at: float | None = None
+    job_id: str | None = None
+
+
+BatchOutcome = Enqueued | QueueFull | ValueError | registry.UnknownJob
+
+
+Prepared = tuple[QueueKeys, list[Any], Envelope]
+
+
+def _prepare_batch(settings: Settings, jobs: Iterable[JobRequest]) -> list[Prepared | Exception]:
+    """Each job prepared for the script, or the error that rejects it (the others still go)."""
+    prepared: list[Prepared | Exception] = []
+    for job in jobs:
+        try:
+            prepared.append(_prepare(settings, job.name, job.args, job.kwargs, job.priority, job.delay, job.at,
+                                     job.job_id))
+        except (ValueError, registry.UnknownJob) as exc:
+            prepared.append(exc)
+    return prepared
+
+
+def _batch_outcomes(settings: Settings, prepared: list[Prepared | Exception], replies: list[Any]) -> list[BatchOutcome]:
+    outcomes: list[BatchOutcome] = []
+    replies_left = iter(replies)
+    for item in prepared:
+        if isinstance(item, Exception):
+            outcomes.append(item)  # type: ignore[arg-type]
+            continue
+        reply = next(replies_left)
+        if isinstance(reply, Exception):
+            raise reply
+        try:
+            outcomes.append(_result(settings, reply, item[2]))
+        except QueueFull as exc:
+            outcomes.append(exc)
+    return outcomes
 
 
 def _prepare(settings: Settings, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], priority: str | None,
@@ -133,6 +182,41 @@ class QueueClient:
             raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc
         return _result(self.settings, reply, envelope)
+
+    def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
+        """The blocking twin of ``QueueClient.enqueue_many``."""
+        prepared = _prepare_batch(self.settings, jobs)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for item in prepared:
+                    if not isinstance(item, Exception):
+                        keys, argv, envelope = item
+                        self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
+                replies = pipe.execute(raise_on_error=False)
+        except UNAVAILABLE_ERRORS as exc:
+            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {masked(self.settings.redis.url)} "
+                                   f"is unreachable ({exc})") from exc
+        return _batch_outcomes(self.settings, prepared, replies)
+
+    async def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
+        """Enqueue a batch in one pipelined round trip, each job as ``enqueue`` would (dedup by id,
+        size bound, atomic per job); returns, in order, each job's ``Enqueued`` (``created`` False for a
+        duplicate id) or the error that rejected it (``QueueFull``, ``ValueError``, ``UnknownJob``).
+
+        Raises QueueUnavailable when Redis cannot be reached: then no job's outcome is known.
+        """
+        prepared = _prepare_batch(self.settings, jobs)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for item in prepared:
+                    if not isinstance(item, Exception):
+                        keys, argv, envelope = item
+                        await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
+                replies = await pipe.execute(raise_on_error=False)
+        except UNAVAILABLE_ERRORS as exc:
+            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {masked(self.settings.redis.url)} "
+                                   f"is unreachable ({exc})") from exc
+        return _batch_outcomes(self.settings, prepared, replies)
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's state, attempts and result or error; None when unknown (or expired)."""
@@ -259,3 +343,18 @@ class SyncQueueClient:
             raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc
         return _result(self.settings, reply, envelope)
+
+    def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
+        """The blocking twin of ``QueueClient.enqueue_many``."""
+        prepared = _prepare_batch(self.settings, jobs)
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                for item in prepared:
+                    if not isinstance(item, Exception):
+                        keys, argv, envelope = item
+                        self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
+                replies = pipe.execute(raise_on_error=False)
+        except UNAVAILABLE_ERRORS as exc:
+            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {masked(self.settings.redis.url)} "
+                                   f"is unreachable ({exc})") from exc
+        return _batch_outcomes(self.settings, prepared, replies)

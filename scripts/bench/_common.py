@@ -243,3 +243,27 @@ def gunicorn_server(workers: int, cores: list[int], worker_class: str = "aiohttp
             "--log-level", "warning", "_plain_app:runner"]
     env = {"CLUSTER_SERVER_ACCESS_LOG": "true" if access_log else "false"}
     return Server(f"gunicorn -k {worker_class.split('.')[-1]}", argv, port, cores, env, cwd=BENCH_DIR)
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A private redis-server as the embedded one runs (append-only everysec, noeviction): (process, URL)."""
+    binary = shutil.which("redis-server")
+    if binary is None:
+        sys.exit("redis-server is not installed")
+    import redis
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory), "--save", "",
+         "--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}/0"
+    client = redis.Redis.from_url(url)
+    for _ in range(200):
+        try:
+            client.ping()
+            return proc, url
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    sys.exit("redis-server did not start")
