@@ -1,5 +1,8 @@
 """Our no-op job."""
 
+import asyncio
+
+from _queues_peers import IO_S
 from queues import current_job, job
 
 COUNTER = "bench:count"
@@ -7,4 +10,6 @@ COUNTER = "bench:count"
 
 @job(name="bench.noop")
 async def noop() -> None:
+    if IO_S:
+        await asyncio.sleep(IO_S)
     await current_job().redis.incr(COUNTER)
