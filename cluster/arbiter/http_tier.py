@@ -58,7 +58,7 @@ def write_target(state_dir: str | os.PathLike[str], count: int) -> None:
 def worker_class(event_loop: str) -> str:
     """aiohttp's uvloop worker for ``uvloop`` (``auto``: when uvloop is installed), else its asyncio worker."""
     if event_loop == "uvloop" or (event_loop == "auto" and importlib.util.find_spec("uvloop") is not None):
-        return "aiohttp.GunicornUVLoopWebWorker"
+        return "workers.gunicorn_worker.UVLoopWorker"
     return "aiohttp.GunicornWebWorker"
 
 
