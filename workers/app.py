@@ -150,6 +150,15 @@ class JsonErrorHandler(RequestHandler):
         return response
 
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # A body the watchdog timed out (workers.middleware.watch_body) fails aiohttp's read of the
+        # rest of it after the 408 was sent: the connection is closed, as it should be, not an error.
+        if isinstance(kw.get("exc_info"), web.HTTPRequestTimeout):
+            log.info("closed a connection whose request body stalled")
+            return
+        super().log_exception(*args, **kw)
+
+
 class JsonErrorServer(Server):
     def __call__(self) -> RequestHandler:
         return JsonErrorHandler(self, loop=self._loop, **self._kwargs)
