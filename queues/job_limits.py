@@ -17,7 +17,10 @@ RESERVED_KWARGS = frozenset({"self", "name", "priority", "delay", "at", "job_id"
 
 
 def nesting_depth(value: Any) -> int:
-    """How deep lists and objects nest in ``value`` (a scalar is 0), without recursion."""
+    """How deep lists and objects nest in ``value`` (a scalar is 0), without recursion.
+
+    Stops counting past ``MAX_DEPTH``: the answer is then ``MAX_DEPTH + 1``.
+    """
     deepest, stack = 0, [(value, 0)]
     while stack:
         item, depth = stack.pop()
@@ -54,8 +57,8 @@ def check_arguments(args: list[Any], kwargs: dict[str, Any], max_payload_bytes: 
     reserved = RESERVED_KWARGS.intersection(kwargs)
     if reserved:
         raise ValueError(f"kwargs may not use the names {', '.join(sorted(reserved))}")
-    if nesting_depth(args) > MAX_DEPTH + 1 or nesting_depth(kwargs) > MAX_DEPTH + 1:
-        raise ValueError(f"job arguments nest deeper than {MAX_DEPTH} levels")
+    if any(nesting_depth(value) > MAX_DEPTH for value in (*args, *kwargs.values())):
+        raise ValueError(f"a job argument nests deeper than {MAX_DEPTH} levels")
     try:
         size = len(json.dumps([args, kwargs], separators=(",", ":"), allow_nan=False).encode())
     except (TypeError, ValueError) as exc:

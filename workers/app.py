@@ -62,16 +62,19 @@ async def load_user_app(spec: str) -> web.Application:
 def failure_line(exc: BaseException) -> str:
     """One line for a failure: the root exception's last line and the file:line it was raised at.
 
-    Frames of the import machinery are left out, so a missing module names the
-    user's import, not importlib's.
+    Frames of the import machinery and of this loader are left out, so the
+    place named is in the user's code (none for a module that does not exist).
     """
     root = exc
     while root.__cause__ is not None or (root.__context__ is not None and not root.__suppress_context__):
         root = root.__cause__ or root.__context__  # type: ignore[assignment]
     frames = [f for f in traceback.extract_tb(root.__traceback__)
-              if not f.filename.startswith("<frozen") and "importlib" not in f.filename]
+              if not f.filename.startswith("<frozen") and "importlib" not in f.filename and f.filename != __file__]
     where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
-    last = traceback.format_exception_only(type(root), root)[-1].strip()
+    if isinstance(root, AppLoadError):
+        last = str(root)
+    else:
+        last = traceback.format_exception_only(type(root), root)[-1].strip()
     if root is not exc:
         last = str(exc) if str(root) in str(exc) else f"{exc}: {last}"
     return f"{last}{where}"
