@@ -1,7 +1,7 @@
 """A start whose HTTP tier never boots ends, with the cause in one line, instead of restarting forever.
 
-Until the cluster is ready the first death of the HTTP tier (gunicorn's
-arbiter exits 3, "Worker failed to boot", or dies before any worker served)
+Until the cluster is ready an exit of the HTTP tier (gunicorn's arbiter
+exits 3, "Worker failed to boot", or 1 when it cannot bind)
 stops the supervisor with exit 1. After a good start a crash loop keeps the
 usual backoff: that is the restart policy's business.
 """
@@ -37,15 +37,23 @@ def read_cause(state_dir: Path) -> str | None:
         return None
 
 
+def failed(exit_code: int | None) -> bool:
+    """An exit status the HTTP tier gives when it cannot boot.
+
+    Killed by a signal (negative) is not one: that came from outside (the OOM
+    killer, a HUP before gunicorn's handlers were installed) and a restart may fix it.
+    """
+    return exit_code is not None and exit_code > 0
+
+
 async def watch(supervisor: "Supervisor") -> None:
-    """Until READY: if the HTTP tier dies, record the failure and ask the supervisor to stop."""
+    """Until READY: if the HTTP tier exits on its own, record the failure and ask the supervisor to stop."""
     (supervisor.state_dir / BOOT_ERROR_FILE).unlink(missing_ok=True)
     child = supervisor.http_child
     await child.wait_running()
-    process = child.process
-    assert process is not None
     while not supervisor.ready:
-        if process.returncode is not None:
+        process = child.process
+        if process is not None and failed(process.returncode):
             supervisor.failure = failure_message(process.returncode, read_cause(supervisor.state_dir))
             supervisor.exit_code = EXIT_FAILED_BOOT
             log.error(supervisor.failure, extra={"exit_code": process.returncode})

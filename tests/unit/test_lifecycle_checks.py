@@ -130,3 +130,10 @@ def test_user_routes_win_and_shadowed_builtins_are_named(monkeypatch: pytest.Mon
     assert app._client_max_size == 1234
     shadowed = asyncio.run(shadowed_builtins(app, 3))
     assert shadowed == ["GET /ping", "GET /health", "POST /api/enterprise/jobs"]
+
+
+def test_only_an_exit_of_its_own_fails_the_first_boot() -> None:
+    from cluster.supervisor.first_boot import failed
+
+    assert failed(3) and failed(1)
+    assert not failed(None) and not failed(0) and not failed(-1) and not failed(-9)
