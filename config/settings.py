@@ -16,13 +16,15 @@ PRIORITIES: tuple[str, ...] = ("high", "medium", "low", "background")
 
 
 class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # inf/nan validate here but become null in settings.json, which every child then rejects.
+    model_config = ConfigDict(extra="forbid", validate_default=True, allow_inf_nan=False)
 
 
 def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
     if value is None or value == "":
         return None
     parts = urlsplit(value)
+    parts.port  # raises ValueError for a port out of 0-65535
     if parts.scheme not in schemes:
         raise ValueError(f"URL scheme must be one of {', '.join(schemes)}, got {parts.scheme or 'none'!r}")
     if parts.scheme not in ("unix",) and not parts.hostname and not parts.path:
@@ -42,6 +44,7 @@ class ServerSettings(Section):
     keepalive: int = Field(5, ge=0)
     backlog: int = Field(2048, ge=1, le=65535, description="listen backlog of each bound socket, as gunicorn's")
     max_body_size: int = Field(1024 * 1024, gt=0)
+    body_timeout: float = Field(30.0, gt=0, description="a request body that sends nothing for this long gets 408 (s)")
     worker_tmp_dir: str | None = None
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
@@ -133,6 +136,8 @@ class QueueSettings(Section):
     kill_grace: float = Field(5.0, ge=0)
     backoff_base: float = Field(2.0, gt=0, description="first retry delay (s); doubles each attempt, plus jitter")
     backoff_max: float = Field(3600.0, gt=0, description="longest retry delay (s)")
+    max_delay: float = Field(7 * 24 * 3600.0, gt=0, description="longest delay (or time ahead for at=) of a job (s)")
+    max_payload_bytes: int = Field(64 * 1024, ge=1, description="largest encoded args+kwargs of a job (bytes)")
 
     @model_validator(mode="before")
     @classmethod

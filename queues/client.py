@@ -14,7 +14,7 @@ from redis.exceptions import ResponseError
 
 from config import PRIORITIES, Settings
 from observability.context import read_your_writes_var, request_id_var
-from queues import metrics, registry
+from queues import job_limits, metrics, registry
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, async_client, masked, sync_client
 from queues.envelope import FIELD, Envelope, check_job_id, decode, new_job_id
 from queues.keys import GROUP, QueueKeys
@@ -99,9 +99,9 @@ def _prepare(settings: Settings, name: str, args: tuple[Any, ...], kwargs: dict[
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
     if delay is not None and at is not None:
         raise ValueError("give delay or at, not both")
-    if delay is not None and delay < 0:
-        raise ValueError("delay must be >= 0")
     now = time.time()
+    job_limits.check_schedule(delay, at, now, settings.queues.max_delay)
+    job_limits.check_arguments(list(args), kwargs, settings.queues.max_payload_bytes)
     due = at if at is not None else now + (delay or 0.0)
     pool = settings.queues.pool(priority)
     envelope = Envelope(

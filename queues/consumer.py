@@ -18,6 +18,7 @@ and since deletions follow delivery order, the nodes empty and go.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -103,7 +104,8 @@ class Consumer:
 
     async def run(self) -> None:
         """Consume until ``stop()``; then finish the jobs in hand and flush their acks."""
-        await self._until_ready()
+        if not await self._until_ready():
+            return  # stopped while Redis was unreachable: nothing was taken
         log.info("consumer started", extra={"queue": self.priority, "consumer": self.name,
                                             "concurrency": self.concurrency, "lease": self.lease})
         reader = asyncio.create_task(self._read_loop(), name="read")
@@ -129,15 +131,17 @@ class Consumer:
         self._stopping.set()
         self._slot_free.set()
 
-    async def _until_ready(self) -> None:
+    async def _until_ready(self) -> bool:
+        """Until the group exists (True), or ``stop()`` came first (False)."""
         failures = 0
-        while True:
+        while not self._stopping.is_set():
             try:
                 await self.client.ensure_group(self.priority)
-                return
+                return True
             except UNAVAILABLE_ERRORS as exc:
                 failures += 1
                 await self._pause_after(failures, "connect", exc)
+        return False
 
     async def _pause_after(self, failures: int, what: str, exc: BaseException) -> None:
         """Back off after the ``failures``-th Redis error in a row (0.1 s doubling to 5 s, with jitter)."""
@@ -145,7 +149,9 @@ class Consumer:
         if failures <= 3 or failures % 20 == 0:
             log.warning("Redis %s failed (%d in a row): %s; retrying in %.1fs", what, failures, exc, delay,
                         extra={"queue": self.priority})
-        await asyncio.sleep(delay)
+        # A stop ends the pause: SIGTERM is honoured at once, even while Redis is down.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), delay)
 
     async def _leave(self) -> None:
         """Drop this consumer from the group when it holds nothing, and its heartbeat."""

@@ -91,11 +91,13 @@ class ClusterProcess:
         self.proc: subprocess.Popen[bytes] | None = None
         self._tree: set[int] = set()
 
-    def start(self, wait_ready: bool = True) -> "ClusterProcess":
+    def start(self, wait_ready: bool = True, new_session: bool = False) -> "ClusterProcess":
+        """``new_session``: the supervisor leads its own process group, as `cluster start` in a terminal."""
         self._log = self.log_path.open("wb")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "cluster.cli", *self.args],
             env=cli_env(self.env), cwd=ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+            start_new_session=new_session,
         )
         if wait_ready:
             wait_for(lambda: self.status().get("supervisor", {}).get("ready"), 90, 0.2, "the cluster to be ready")

@@ -20,6 +20,10 @@ SETTINGS_KEY = web.AppKey("cluster_settings", Settings)
 HEALTH_CHECKS = web.AppKey("cluster_health_checks", list)
 _RANK = {"pass": 0, "warn": 1, "fail": 2}
 _PING = b'{"ok": true}'
+# The supervisor's probe: served by a middleware ahead of the user's routes, so no app can shadow it;
+# the marker header tells the probe the answer is ours, not some other server's on the port.
+PROBE_PATH = "/_cluster/health"
+PROBE_MARKER = "X-Cluster-Health"
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -65,11 +69,13 @@ async def health(request: web.Request) -> web.Response:
         "serviceId": "cluster",
         "checks": {name: [result] for name, result in results},
     }
-    return web.json_response(
+    response = web.json_response(
         body,
         status=503 if status == "fail" else 200,
         content_type="application/health+json",
     )
+    response.headers[PROBE_MARKER] = str(WORKER_STATE.pid)
+    return response
 
 
 async def worker_status(request: web.Request) -> web.Response:
@@ -99,7 +105,8 @@ async def cluster_status(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    """Register the built-in endpoints on an application."""
+    """Register the built-in endpoints on an application (the probe path first: see ``workers.app``)."""
+    app.router.add_get(PROBE_PATH, health)
     app.router.add_get("/ping", ping)
     app.router.add_get("/livez", livez)
     app.router.add_get("/readyz", readyz)

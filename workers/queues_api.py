@@ -16,6 +16,7 @@ from aiohttp import web
 from config import Settings
 from queues import api as queue_api
 from queues import metrics, registry
+from queues.job_limits import RESERVED_KWARGS
 from queues.client import QueueClient, QueueFull
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, masked
 from workers.endpoints import HEALTH_CHECKS
@@ -25,7 +26,6 @@ log = logging.getLogger("workers.queues")
 CLIENT = web.AppKey("queue_client", QueueClient)
 JOBS_ERROR = web.AppKey("queue_jobs_module_error", str)
 _BODY_KEYS = {"name", "args", "kwargs", "priority", "delay", "job_id"}
-_RESERVED = {"name", "priority", "delay", "at", "job_id"}
 
 
 def _client(request: web.Request) -> QueueClient:
@@ -49,7 +49,7 @@ def _job_request(data: Any) -> dict[str, Any]:
         raise ValueError("'args' must be a list")
     if not isinstance(kwargs, dict):
         raise ValueError("'kwargs' must be an object")
-    reserved = set(kwargs) & _RESERVED
+    reserved = set(kwargs) & RESERVED_KWARGS
     if reserved:
         raise ValueError(f"kwargs may not use the names {', '.join(sorted(reserved))}")
     delay = data.get("delay")
@@ -67,6 +67,8 @@ async def post_job(request: web.Request) -> web.Response:
                                       job_id=spec["job_id"], **spec["kwargs"])
     except (ValueError, registry.UnknownJob) as exc:  # JSONDecodeError is a ValueError
         return json_error(400, str(exc))
+    except RecursionError:  # a body nested past what the JSON parser can follow
+        return json_error(400, "body nests too deep")
     except QueueFull as exc:
         response = json_error(429, str(exc), queue=exc.priority)
         response.headers["Retry-After"] = str(exc.retry_after)

@@ -57,10 +57,10 @@ def write_target(state_dir: str | os.PathLike[str], count: int) -> None:
 
 def worker_class(event_loop: str) -> str:
     """aiohttp's uvloop worker for ``uvloop`` (``auto``: when uvloop is installed), else its asyncio worker,
-    both listening with gunicorn's backlog (``cluster.arbiter.workers``)."""
+    both listening with gunicorn's backlog (``workers.gunicorn_worker``)."""
     if event_loop == "uvloop" or (event_loop == "auto" and importlib.util.find_spec("uvloop") is not None):
-        return "cluster.arbiter.workers.UVLoopWorker"
-    return "cluster.arbiter.workers.AsyncioWorker"
+        return "workers.gunicorn_worker.UVLoopWorker"
+    return "workers.gunicorn_worker.AsyncioWorker"
 
 
 def heartbeat_dir(settings: Settings) -> str | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sys
 import time
@@ -42,6 +43,21 @@ def _load_or_exit(config_file: str | None, overrides: dict[str, Any] | None = No
         for problem in exc.problems:
             click.echo(f"config error: {problem}", err=True)
         sys.exit(EXIT_CONFIG)
+
+
+def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
+    """Fail at once, one line a problem, when the start cannot succeed (nothing is left running).
+
+    Returns the warnings (built-in routes the app shadows).
+    """
+    from cluster.supervisor import preflight
+
+    report = preflight.run(loaded.settings)
+    for line in report.lines:
+        click.echo(f"error: {line}", err=True)
+    if report.exit_code:
+        sys.exit(report.exit_code)
+    return report.warnings
 
 
 def _state_dir(state_dir: str | None, config_file: str | None) -> str:
@@ -96,6 +112,7 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     if state_dir:
         overrides["server.state_dir"] = state_dir
     loaded = _load_or_exit(config_file, overrides)
+    warnings = _preflight_or_exit(loaded)
     # The supervisor empties this directory before any of its metrics is written.
     use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))
 
@@ -104,12 +121,16 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     from observability.logs import configure
 
     configure("supervisor", loaded.settings.server.log_level)
+    for line in warnings:
+        logging.getLogger("cluster.supervisor.preflight").warning(line)
     supervisor = Supervisor(loaded, {"config_file": config_file, "overrides": overrides})
     install(supervisor)
     try:
         code = asyncio.run(supervisor.run())
     except SupervisorError as exc:
         _fail(str(exc))
+    if supervisor.failure:
+        _fail(supervisor.failure, code)
     sys.exit(code)
 
 
@@ -225,9 +246,20 @@ def config_show(as_json: bool, config_file: str | None) -> None:
 
 @config.command("check")
 @click.argument("file", required=False, type=click.Path(dir_okay=False))
-def config_check(file: str | None) -> None:
-    """Validate FILE (or the default sources); exit 2 naming each bad key."""
-    loaded = _load_or_exit(file)
+@click.option("--app", "app", is_flag=False, flag_value="", default=None,
+              help="Also run start's checks: binds, state dir, and build APP (default: server.app).")
+@click.option("--jobs", "jobs_module", help="The jobs module to import (with --app).")
+def config_check(file: str | None, app: str | None, jobs_module: str | None) -> None:
+    """Validate FILE (or the default sources); exit 2 naming each bad key, 1 for a start that would fail."""
+    overrides: dict[str, Any] = {}
+    if app:
+        overrides["server.app"] = app
+    if jobs_module:
+        overrides["queues.jobs_module"] = jobs_module
+    loaded = _load_or_exit(file, overrides)
+    if app is not None or jobs_module:
+        for line in _preflight_or_exit(loaded):
+            click.echo(f"warning: {line}", err=True)
     where = f"file {loaded.file}" if loaded.file else "defaults and environment"
     click.echo(f"ok: {where}")
 

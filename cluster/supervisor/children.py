@@ -70,6 +70,9 @@ class SupervisedChild:
             env=self.spec.env,
             stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            # Its own session: a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
+            # which stops the children in order.
+            start_new_session=True,
         )
         self.started_at = time.time()
         self.state = "running"

@@ -24,6 +24,7 @@ from aiohttp import web
 from cluster.supervisor import control
 
 from cluster.supervisor import sd_notify
+from cluster.supervisor import first_boot
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from cluster.supervisor.health import HealthChecker, probe
 from cluster.arbiter.http_tier import write_target
@@ -74,6 +75,9 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._control: web.AppRunner | None = None
+        # Set by first_boot when the HTTP tier dies before READY: `cluster start` exits with it.
+        self.failure: str | None = None
+        self.exit_code = 0
 
     # -- paths and child specs -------------------------------------------------
 
@@ -156,10 +160,11 @@ class Supervisor:
             asyncio.create_task(self._sample_loop(), name="sample-workers"),
             asyncio.create_task(self.health.run(), name="health"),
             asyncio.create_task(self._announce_ready(), name="ready"),
+            asyncio.create_task(first_boot.watch(self), name="first-boot"),
         ]
         await self._stop.wait()
         await self.shutdown()
-        return 0
+        return self.exit_code
 
     async def _announce_ready(self) -> None:
         """READY=1 once the port answers and every wanted worker has booted."""
@@ -187,6 +192,8 @@ class Supervisor:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        # Stop in order: the HTTP tier drains first, while the queues and Redis still serve it.
+        await self.http_child.stop()
         for component in reversed(self.components):
             try:
                 await component.stop()

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 import aiohttp
 
+from workers.endpoints import PROBE_MARKER, PROBE_PATH
+
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
 
@@ -18,9 +20,9 @@ log = logging.getLogger("cluster.supervisor.health")
 
 
 def probe_target(bind: str) -> tuple[str, str | None]:
-    """(URL of /health, unix socket path or None) for a gunicorn bind address."""
+    """(URL of the probe path, unix socket path or None) for a gunicorn bind address."""
     if bind.startswith("unix:"):
-        return "http://localhost/health", bind[len("unix:"):]
+        return f"http://localhost{PROBE_PATH}", bind[len("unix:"):]
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
     if host in ("0.0.0.0", ""):
@@ -29,7 +31,7 @@ def probe_target(bind: str) -> tuple[str, str | None]:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/health", None
+    return f"http://{host}:{port}{PROBE_PATH}", None
 
 
 async def probe(bind: str, timeout: float) -> tuple[bool, str]:
@@ -45,6 +47,8 @@ async def probe(bind: str, timeout: float) -> tuple[bool, str]:
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
             async with session.get(url, headers={"X-Request-ID": "supervisor-health-probe"}) as response:
+                if PROBE_MARKER not in response.headers:
+                    return False, f"{response.status} without the {PROBE_MARKER} marker: not our workers"
                 body = await response.json(content_type=None)
                 status = body.get("status") if isinstance(body, dict) else None
                 return status in ("pass", "warn", "fail"), f"{response.status} {status}"

@@ -75,6 +75,7 @@ class QueueTier:
         self.reason = ""
         self.url: str | None = None
         self.pools: list[SupervisedChild] = []
+        self.redis_child: SupervisedChild | None = None
         self.problems: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -102,8 +103,8 @@ class QueueTier:
         state_dir = self.supervisor.state_dir
         port = None if len(str(state_dir / "redis.sock")) <= MAX_UNIX_PATH else _free_port()
         argv, url = redis_argv(binary, state_dir, port)
-        self.supervisor.add_child(ChildSpec(name="redis", group="redis", argv=argv,
-                                            env=self.supervisor.child_env("redis"), stop_timeout=30))
+        self.redis_child = self.supervisor.add_child(ChildSpec(
+            name="redis", group="redis", argv=argv, env=self.supervisor.child_env("redis"), stop_timeout=30))
         log.info("embedded redis-server at %s", url)
         return url
 
@@ -145,10 +146,16 @@ class QueueTier:
             await client.aclose()
 
     async def stop(self) -> None:
-        """Stop the pools first, while Redis still runs, so their last acks land."""
+        """Stop the pools while Redis still runs, so their last acks land; the embedded Redis last.
+
+        The supervisor has drained the HTTP tier before this. redis-server's
+        SIGTERM shutdown flushes and fsyncs the append-only file before it exits.
+        """
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(pool.stop() for pool in self.pools))
+        if self.redis_child is not None:
+            await self.redis_child.stop()
 
     def status(self) -> dict[str, Any]:
         return {

@@ -7,9 +7,9 @@ from cluster.arbiter.http_tier import read_target, worker_class, write_target
 
 
 @pytest.mark.parametrize(("event_loop", "expected"), [
-    ("auto", "cluster.arbiter.workers.UVLoopWorker"),  # uvloop is a dependency, so it is installed
-    ("uvloop", "cluster.arbiter.workers.UVLoopWorker"),
-    ("asyncio", "cluster.arbiter.workers.AsyncioWorker"),
+    ("auto", "workers.gunicorn_worker.UVLoopWorker"),  # uvloop is a dependency, so it is installed
+    ("uvloop", "workers.gunicorn_worker.UVLoopWorker"),
+    ("asyncio", "workers.gunicorn_worker.AsyncioWorker"),
 ])
 def test_event_loop_picks_aiohttps_worker(event_loop: str, expected: str) -> None:
     assert worker_class(event_loop) == expected
@@ -26,10 +26,10 @@ def test_target_file_round_trip_and_bad_contents(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("bind", "expected"), [
-    ("127.0.0.1:8000", ("http://127.0.0.1:8000/health", None)),
-    ("0.0.0.0:80", ("http://127.0.0.1:80/health", None)),
-    ("[::]:8080", ("http://[::1]:8080/health", None)),
-    ("unix:/run/app.sock", ("http://localhost/health", "/run/app.sock")),
+    ("127.0.0.1:8000", ("http://127.0.0.1:8000/_cluster/health", None)),
+    ("0.0.0.0:80", ("http://127.0.0.1:80/_cluster/health", None)),
+    ("[::]:8080", ("http://[::1]:8080/_cluster/health", None)),
+    ("unix:/run/app.sock", ("http://localhost/_cluster/health", "/run/app.sock")),
 ])
 def test_health_probe_targets_a_bound_address(bind: str, expected: tuple) -> None:
     assert probe_target(bind) == expected

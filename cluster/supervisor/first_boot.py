@@ -1,0 +1,62 @@
+"""A start whose HTTP tier never boots ends, with the cause in one line, instead of restarting forever.
+
+Until the cluster is ready an exit of the HTTP tier (gunicorn's arbiter
+exits 3, "Worker failed to boot", or 1 when it cannot bind)
+stops the supervisor with exit 1. After a good start a crash loop keeps the
+usual backoff: that is the restart policy's business.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from workers.app import BOOT_ERROR_FILE
+
+if TYPE_CHECKING:
+    from cluster.supervisor.core import Supervisor
+
+log = logging.getLogger("cluster.supervisor.first_boot")
+POLL = 0.1
+EXIT_FAILED_BOOT = 1
+GUNICORN_BOOT_ERROR = 3
+
+
+def failure_message(exit_code: int | None, cause: str | None) -> str:
+    """The one line `cluster start` ends with."""
+    what = "a worker failed to boot" if exit_code == GUNICORN_BOOT_ERROR else f"it exited with {exit_code}"
+    return f"the HTTP tier did not start ({what}): {cause or 'see the log above for the cause'}"
+
+
+def read_cause(state_dir: Path) -> str | None:
+    try:
+        return (state_dir / BOOT_ERROR_FILE).read_text().strip() or None
+    except OSError:
+        return None
+
+
+def failed(exit_code: int | None) -> bool:
+    """An exit status the HTTP tier gives when it cannot boot.
+
+    Killed by a signal (negative) is not one: that came from outside (the OOM
+    killer, a HUP before gunicorn's handlers were installed) and a restart may fix it.
+    """
+    return exit_code is not None and exit_code > 0
+
+
+async def watch(supervisor: "Supervisor") -> None:
+    """Until READY: if the HTTP tier exits on its own, record the failure and ask the supervisor to stop."""
+    (supervisor.state_dir / BOOT_ERROR_FILE).unlink(missing_ok=True)
+    child = supervisor.http_child
+    await child.wait_running()
+    while not supervisor.ready:
+        process = child.process
+        if process is not None and failed(process.returncode):
+            supervisor.failure = failure_message(process.returncode, read_cause(supervisor.state_dir))
+            supervisor.exit_code = EXIT_FAILED_BOOT
+            log.error(supervisor.failure, extra={"exit_code": process.returncode})
+            supervisor.request_stop("the HTTP tier failed its first boot")
+            return
+        await asyncio.sleep(POLL)

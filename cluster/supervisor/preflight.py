@@ -1,0 +1,163 @@
+"""Checks made before the supervisor forks anything: a start that cannot succeed fails at once, in one line.
+
+Each check returns problems, one line each. The user's code (APP, the jobs
+module) is imported and the APP built in a throwaway child process
+(``cluster.supervisor.preflight_app``), so the supervisor never imports it.
+``cluster start`` and ``cluster config check --app`` run the same checks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from config import Settings
+
+# sockaddr_un.sun_path is 108 bytes on Linux, the final NUL included.
+MAX_UNIX_PATH = 107
+CONTROL_SOCKET = "control.sock"
+APP_CHECK_ROLE = "preflight"
+
+
+@dataclass
+class Report:
+    """What preflight found: config problems (exit 2) and runtime problems (exit 1)."""
+
+    config: list[str] = field(default_factory=list)
+    runtime: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def lines(self) -> list[str]:
+        return self.config + self.runtime
+
+    @property
+    def exit_code(self) -> int:
+        return 2 if self.config else 1 if self.runtime else 0
+
+
+def round_trip_problems(settings: Settings) -> list[str]:
+    """The settings as every child reads them (JSON) must validate to the same values."""
+    try:
+        again = Settings.model_validate_json(settings.model_dump_json())
+    except ValidationError as exc:
+        return [f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']} (in the settings children read)"
+                for err in exc.errors()]
+    if again != settings:
+        return ["settings do not survive their JSON form: a value changes on the way to the children"]
+    return []
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ValueError when it is not."""
+    host, sep, port = address.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError("not HOST:PORT")
+    return host, int(port)
+
+
+def tcp_bind_problem(key: str, address: str) -> str | None:
+    """Whether ``address`` resolves and can be bound now (bound, then closed at once)."""
+    try:
+        host, port = split_host_port(address)
+    except ValueError:
+        return f"{key} {address!r} is not HOST:PORT"
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"{key} {address!r}: cannot resolve {host!r} ({exc.strerror})"
+    family, kind, proto, _, sockaddr = infos[0]
+    try:
+        with socket.socket(family, kind, proto) as sock:
+            # As gunicorn binds: a port in TIME_WAIT is free to take.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(sockaddr)
+    except OSError as exc:
+        return f"{key} {address!r}: cannot bind ({exc.strerror or exc})"
+    return None
+
+
+def unix_bind_problem(key: str, path: str) -> str | None:
+    if len(os.fsencode(path)) > MAX_UNIX_PATH:
+        return f"{key} 'unix:{path}': the path is longer than {MAX_UNIX_PATH} bytes (AF_UNIX limit)"
+    parent = Path(path).parent
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{key} 'unix:{path}': cannot create a socket in {parent}"
+    return None
+
+
+def bind_problems(settings: Settings) -> list[str]:
+    problems = []
+    for address in settings.server.bind:
+        if address.startswith("unix:"):
+            problem = unix_bind_problem("server.bind", address[len("unix:"):])
+        else:
+            problem = tcp_bind_problem("server.bind", address)
+        if problem:
+            problems.append(problem)
+    if settings.metrics.bind:
+        problem = tcp_bind_problem("metrics.bind", settings.metrics.bind)
+        if problem:
+            problems.append(problem)
+    return problems
+
+
+def state_dir_problems(state_dir: Path) -> list[str]:
+    """The state dir can be created and written, and its control socket path fits AF_UNIX."""
+    control = state_dir / CONTROL_SOCKET
+    if len(os.fsencode(str(control))) > MAX_UNIX_PATH:
+        return [f"server.state_dir {str(state_dir)!r}: its control socket path is {len(str(control))} bytes, "
+                f"longer than the {MAX_UNIX_PATH} a unix socket allows; use a shorter path"]
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".preflight-"):
+            pass
+    except OSError as exc:
+        return [f"server.state_dir {str(state_dir)!r} is not usable: {exc.strerror or exc}"]
+    return []
+
+
+def app_check(settings: Settings, timeout: float) -> tuple[list[str], list[str]]:
+    """Import the jobs module and build the APP in a throwaway child: (problems, warnings), one line each."""
+    if not settings.server.app and not settings.queues.jobs_module:
+        return [], []
+    env = {**os.environ, "CLUSTER_PROCESS_ROLE": APP_CHECK_ROLE}
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "cluster.supervisor.preflight_app"],
+            input=settings.model_dump_json(), env=env, capture_output=True, text=True, timeout=timeout,
+        )
+    except subprocess.TimeoutExpired:
+        return [f"server.app {settings.server.app!r}: building the app took more than {timeout:.0f}s "
+                "(server.boot_grace)"], []
+    lines = done.stdout.strip().splitlines()
+    try:
+        verdict = json.loads(lines[-1])
+        problems, warnings = list(verdict["problems"]), list(verdict["warnings"])
+    except (IndexError, ValueError, KeyError, TypeError):
+        tail = done.stderr.strip().splitlines()
+        return [f"the app check exited with {done.returncode}: {tail[-1] if tail else 'no output'}"], []
+    if done.returncode != 0 and not problems:
+        problems = [f"the app check exited with {done.returncode}"]
+    return problems, warnings
+
+
+def run(settings: Settings) -> Report:
+    """Every check; nothing is left running and nothing but the state dir is created."""
+    report = Report(config=round_trip_problems(settings))
+    if report.config:
+        return report
+    report.runtime += bind_problems(settings)
+    report.runtime += state_dir_problems(Path(settings.server.state_dir).resolve())
+    problems, report.warnings = app_check(settings, max(settings.server.boot_grace, 10.0))
+    report.runtime += problems
+    return report
