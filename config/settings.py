@@ -132,6 +132,7 @@ class QueueSettings(Section):
     kill_grace: float = Field(5.0, ge=0)
     backoff_base: float = Field(2.0, gt=0, description="first retry delay (s); doubles each attempt, plus jitter")
     backoff_max: float = Field(3600.0, gt=0, description="longest retry delay (s)")
+    max_rss_mb: int | None = Field(None, ge=1, description="a queue consumer over it finishes its jobs and is replaced")
 
     @model_validator(mode="before")
     @classmethod

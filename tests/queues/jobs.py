@@ -78,10 +78,13 @@ async def flaky(key: str, failures: int) -> int:
 
 @job(priority="low", retries=3)
 async def crash_once(key: str, pid_key: str) -> str:
-    """First run: publish our pid and hang, so the test can kill -9 this consumer mid-job."""
+    """First run: publish our pid and hang, so the test can kill -9 this consumer mid-job.
+
+    Each run appends its attempt number to ``key`` (a rerun after a crash is the same attempt).
+    """
     ctx = current_job()
-    await ctx.redis.rpush(key, str(ctx.attempt))
-    if ctx.attempt == 1:
+    runs = await ctx.redis.rpush(key, str(ctx.attempt))
+    if runs == 1:
         import os
 
         await ctx.redis.set(pid_key, os.getpid())
