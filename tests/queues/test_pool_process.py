@@ -5,9 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 import redis
@@ -15,29 +13,9 @@ import redis
 from config import Settings
 from queues.client import SyncQueueClient
 from queues.keys import QueueKeys
-from tests.support import cli_env, wait_for
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture
-def start_pool(tmp_path: Path) -> Iterator[Callable[[Settings, str], subprocess.Popen[bytes]]]:
-    procs: list[subprocess.Popen[bytes]] = []
-
-    def start(settings: Settings, priority: str) -> subprocess.Popen[bytes]:
-        path = tmp_path / "settings.json"
-        path.write_text(settings.model_dump_json())
-        log = (tmp_path / f"pool-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "queues.pool", str(path), priority],
-                                env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
-        procs.append(proc)
-        return proc
-
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
 
 
 def _job(client: redis.Redis, priority: str, job_id: str) -> dict[str, str]:
