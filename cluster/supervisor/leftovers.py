@@ -37,11 +37,12 @@ def old_consumers(settings_path: Path) -> list[psutil.Process]:
 
 
 def old_redis(state_dir: Path) -> psutil.Process | None:
-    """The redis-server of a previous run of this state dir, if it still runs (checked, not just the pid)."""
+    """The redis-server of a previous run of this state dir, if it still runs (checked, not just the pid:
+    redis-server rewrites its command line, but it runs in its data dir)."""
     try:
         pid = int(redis_pidfile(state_dir).read_text().strip())
         proc = psutil.Process(pid)
-        if "redis" in proc.name() and str(state_dir / "redis") in proc.cmdline():
+        if "redis" in proc.name() and Path(proc.cwd()) == state_dir / "redis":
             return proc
     except (OSError, ValueError, psutil.Error):
         pass
