@@ -195,6 +195,7 @@ class QueueClient:
             "processed": int(stats.get("processed", 0)),
             "failed": int(stats.get("failed", 0)),
             "retried": int(stats.get("retried", 0)),
+            "rerun": int(stats.get("rerun", 0)),
             "dead": int(stats.get("dead", 0)),
             "enqueued": int(stats.get("enqueued", 0)),
             "dead_letter_size": dead_size,

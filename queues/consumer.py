@@ -175,8 +175,9 @@ class Consumer:
         try:
             await self._flush()
             await self._leave()
-        except UNAVAILABLE_ERRORS as exc:
-            log.warning("could not flush acks at stop (the jobs will run again): %s", exc)
+        except Exception as exc:  # the stop goes on: what was not acknowledged runs again
+            log.warning("could not flush acks at stop (the jobs will run again): %r", exc,
+                        extra={"queue": self.priority, "consumer": self.name})
         for task in guards:
             task.cancel()
         await asyncio.gather(*guards, return_exceptions=True)

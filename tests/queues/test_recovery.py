@@ -8,6 +8,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import redis
@@ -17,6 +18,7 @@ from config import PRIORITIES, Settings
 from queues.client import EnqueueUnknown, QueueClient, SyncQueueClient
 from queues.keys import QueueKeys
 from queues.policy import lease_seconds
+from queues.pool import EXIT_DIED
 from tests.queues.helpers import consume_until
 from tests.redis_fixture import RedisServer
 from tests.support import wait_for
@@ -158,3 +160,24 @@ def test_redis_frozen_during_an_enqueue_the_answer_names_the_id_and_a_retry_runs
         await client.close()
 
     asyncio.run(main())
+
+
+def test_a_consumer_loop_that_dies_ends_the_process_with_a_log_line(
+        make_settings: Callable[..., Settings], start_pool: Pools, tmp_path: Path) -> None:
+    settings = make_settings()
+    r = redis.Redis.from_url(settings.redis.url or "", decode_responses=True)
+    pool = start_pool(settings, "high")
+    wait_for(lambda: r.zcard(QueueKeys("high").consumers), 60, what="the consumer to beat")
+    r.delete(QueueKeys("high").stream)
+    r.set(QueueKeys("high").stream, "not a stream")  # every stream command now fails with WRONGTYPE
+    assert pool.wait(60) == EXIT_DIED
+    log = (tmp_path / "pool-0.log").read_text()
+    assert "read loop ended" in log and "ResponseError" in log, log[-2000:]
+
+
+def test_a_consumer_over_its_memory_cap_finishes_and_exits(make_settings: Callable[..., Settings],
+                                                            start_pool: Pools, tmp_path: Path) -> None:
+    settings = make_settings(max_rss_mb=1)
+    pool = start_pool(settings, "high")
+    assert pool.wait(60) == 0
+    assert "max_rss_mb" in (tmp_path / "pool-0.log").read_text()
