@@ -138,6 +138,7 @@ class QueueSettings(Section):
     backoff_max: float = Field(3600.0, gt=0, description="longest retry delay (s)")
     max_delay: float = Field(7 * 24 * 3600.0, gt=0, description="longest delay (or time ahead for at=) of a job (s)")
     max_payload_bytes: int = Field(64 * 1024, ge=1, description="largest encoded args+kwargs of a job (bytes)")
+    max_rss_mb: int | None = Field(None, ge=1, description="a queue consumer over it finishes its jobs and is replaced")
 
     @model_validator(mode="before")
     @classmethod

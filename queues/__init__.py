@@ -24,7 +24,8 @@ from typing import Any
 _EXPORTS = {
     "configure": "queues.api", "enqueue": "queues.api", "enqueue_sync": "queues.api",
     "enqueue_many": "queues.api", "enqueue_many_sync": "queues.api", "JobRequest": "queues.client",
-    "Enqueued": "queues.client", "QueueClient": "queues.client", "QueueFull": "queues.client",
+    "Enqueued": "queues.client", "EnqueueUnknown": "queues.client", "QueueClient": "queues.client",
+    "QueueFull": "queues.client",
     "SyncQueueClient": "queues.client", "QueueUnavailable": "queues.connection",
     "JobContext": "queues.context", "current_job": "queues.context", "JobTimeout": "queues.execute",
     "UnknownJob": "queues.registry", "job": "queues.registry",

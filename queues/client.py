@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Iterable
@@ -22,6 +23,18 @@ from queues.scripts import ENQUEUE
 
 QUEUED_JOB_TTL = 7 * 24 * 3600
 HEARTBEAT_FRESH_MS = 10_000
+ENQUEUE_TIMEOUT = 5.0
+"""The longest an enqueue waits for Redis before answering "unknown" (the sync client: per try, a quarter)."""
+
+
+class EnqueueUnknown(QueueUnavailable):
+    """Redis did not answer: the job may or may not be enqueued. Retry with the same ``job_id``:
+    an enqueue with an id that exists adds nothing, so the job runs at most once."""
+
+    def __init__(self, name: str, job_id: str, url: str | None, cause: object) -> None:
+        super().__init__(f"cannot tell whether job {job_id} ({name!r}) was enqueued: Redis at {masked(url)} is "
+                         f"unreachable or did not answer ({cause}); retry with the same job_id")
+        self.job_id = job_id
 
 
 class QueueFull(RuntimeError):
@@ -94,7 +107,7 @@ def _prepare(settings: Settings, name: str, args: tuple[Any, ...], kwargs: dict[
              delay: float | None, at: float | None, job_id: str | None) -> tuple[QueueKeys, list[Any], Envelope]:
     """Validate a request to enqueue and build the script's keys and arguments."""
     spec = registry.get(name)
-    priority = priority or spec.priority
+    priority = spec.priority if priority is None else priority
     if priority not in PRIORITIES:
         raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
     if delay is not None and at is not None:
@@ -153,6 +166,11 @@ def _job_view(job_id: str, priority: str, data: dict[str, str]) -> dict[str, Any
         view["result"] = json.loads(data["result"])
     if "error" in data:
         view["error"] = data["error"]
+    if data.get("state") == "running":
+        view["consumer"] = data.get("consumer")
+        view["started_at"] = float(data["started_at"]) if "started_at" in data else None
+    if int(data.get("crashes", 0)):
+        view["crashes"] = int(data["crashes"])
     return view
 
 
@@ -173,14 +191,17 @@ class QueueClient:
                       at: float | None = None, job_id: str | None = None, **kwargs: Any) -> Enqueued:
         """Add a job; with an existing ``job_id`` nothing is added and the existing job is returned.
 
-        Raises UnknownJob, ValueError (bad arguments), QueueFull, QueueUnavailable.
+        Answers within ``ENQUEUE_TIMEOUT``: the job is enqueued (or existed), or
+        EnqueueUnknown carries the job id to retry with. Raises UnknownJob,
+        ValueError (bad arguments), QueueFull, EnqueueUnknown.
         """
         keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
         try:
-            reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
-        except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
-                                   f"is unreachable ({exc})") from exc
+            async with asyncio.timeout(ENQUEUE_TIMEOUT):
+                reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
+        except (TimeoutError, *UNAVAILABLE_ERRORS) as exc:
+            raise EnqueueUnknown(name, envelope.id, self.settings.redis.url,
+                                 str(exc) or f"no answer in {ENQUEUE_TIMEOUT:g} s") from exc
         return _result(self.settings, reply, envelope)
 
     def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
@@ -258,6 +279,7 @@ class QueueClient:
             "processed": int(stats.get("processed", 0)),
             "failed": int(stats.get("failed", 0)),
             "retried": int(stats.get("retried", 0)),
+            "rerun": int(stats.get("rerun", 0)),
             "dead": int(stats.get("dead", 0)),
             "enqueued": int(stats.get("enqueued", 0)),
             "dead_letter_size": dead_size,
@@ -328,7 +350,7 @@ class SyncQueueClient:
         if not settings.redis.url and client is None:
             raise QueueUnavailable("the queue tier is off: no redis.url (REDIS_URL) and no embedded redis-server")
         self.settings = settings
-        self.redis = client or sync_client(settings.redis.url or "")
+        self.redis = client or sync_client(settings.redis.url or "", socket_timeout=ENQUEUE_TIMEOUT / 4)
         self._enqueue = self.redis.register_script(ENQUEUE)
 
     def close(self) -> None:
@@ -336,12 +358,12 @@ class SyncQueueClient:
 
     def enqueue(self, name: str, *args: Any, priority: str | None = None, delay: float | None = None,
                 at: float | None = None, job_id: str | None = None, **kwargs: Any) -> Enqueued:
+        """The blocking twin of ``QueueClient.enqueue`` (same answers)."""
         keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
         try:
             reply = self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
-                                   f"is unreachable ({exc})") from exc
+            raise EnqueueUnknown(name, envelope.id, self.settings.redis.url, exc) from exc
         return _result(self.settings, reply, envelope)
 
     def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:

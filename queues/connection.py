@@ -30,11 +30,12 @@ def masked(url: str | None) -> str | None:
     return url
 
 
-def _options(max_connections: int) -> dict[str, Any]:
+def _options(max_connections: int, socket_timeout: float | None = None) -> dict[str, Any]:
     # A few quick retries ride over a restart or failover; beyond them the
     # caller gets QueueUnavailable instead of hanging.
     return {
         "decode_responses": True,
+        "socket_timeout": socket_timeout,
         "max_connections": max_connections,
         "socket_connect_timeout": 2.0,
         "health_check_interval": 30,
@@ -54,6 +55,6 @@ def async_client(url: str, max_connections: int = 32, blocking: bool = True) -> 
     return redis.asyncio.Redis(connection_pool=pool)
 
 
-def sync_client(url: str, max_connections: int = 8) -> redis.Redis:
-    pool = redis.BlockingConnectionPool.from_url(url, timeout=30, **_options(max_connections))
+def sync_client(url: str, max_connections: int = 8, socket_timeout: float | None = None) -> redis.Redis:
+    pool = redis.BlockingConnectionPool.from_url(url, timeout=30, **_options(max_connections, socket_timeout))
     return redis.Redis(connection_pool=pool)

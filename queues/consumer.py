@@ -4,7 +4,16 @@ Reads come in batches (XREADGROUP COUNT = free slots), acknowledgements go
 out in batches (one MULTI/EXEC per flush, the happy path in one Lua call),
 and no process is forked per job. Besides its jobs, every consumer moves due
 delayed jobs onto the queue, refreshes the queue gauges and its heartbeat,
-and takes its turn as the queue's reaper (a Redis lock makes it one at a time).
+takes its turn as the queue's reaper (a Redis lock makes it one at a time),
+and claims at once, by name, the jobs of any consumer of this host that died.
+
+Nothing ends a consumer silently: an entry that cannot be decoded or
+started goes to the dead letter stream with the exception as its reason; a
+loop that ends on an exception stops the consumer (logged) and the process
+exits non-zero, so its pool replaces it; a job that outlives its timeout
+plus ``kill_grace`` (it ignored its cancellation, or it blocks the event
+loop) is dead-lettered by name and the consumer kills itself, its other
+jobs rerunning at once without penalty.
 
 Acknowledged entries are deleted (XACK then XDEL in the same transaction)
 rather than trimmed with XTRIM MINID: acks arrive out of order under
@@ -23,25 +32,26 @@ import json
 import logging
 import os
 import signal
-import socket
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import psutil
 from redis.exceptions import ResponseError
 
 from config import Settings
 from observability.context import read_your_writes_var, request_id_var
-from queues import metrics, registry
+from queues import identity, metrics, registry
 from queues.client import QUEUED_JOB_TTL, QueueClient
-from queues.connection import UNAVAILABLE_ERRORS
+from queues.connection import UNAVAILABLE_ERRORS, sync_client
 from queues.context import JobContext, set_current
-from queues.envelope import FIELD, DecodeError, Envelope, decode
+from queues.envelope import FIELD, Envelope, decode
 from queues.execute import HandlerRunner, HungHandler, JobTimeout
 from queues.keys import GROUP, QueueKeys
-from queues.policy import backoff_delay, lease_seconds, reap_interval, should_retry
-from queues.scripts import ACK_DONE, MOVE_DUE
+from queues.policy import backoff_delay, crashed_out, lease_seconds, reap_interval, should_retry
+from queues.scripts import ACK_DONE, CLAIM_CONSUMER, MOVE_DUE
+from queues.watchdog import LoopWatchdog
 from db import Router
 
 log = logging.getLogger("queues.consumer")
@@ -51,23 +61,53 @@ FLUSH_GATHER = 0.002
 MOVE_EVERY = 0.2
 MOVE_BATCH = 500
 GAUGES_EVERY = 2.0
+RECLAIM_EVERY = 0.5
+CLAIM_BATCH = 500
+WATCH_EVERY = 0.25
+DYING_FLUSH_TIMEOUT = 5.0
+PLANNED_EXIT_TTL = 600
 DEAD_MAX = 10_000
 TRACEBACK_MAX = 8000
-RETRYABLE = ("failed", "timeout", "lost")
+ATTEMPT_FAILURES = ("failed", "timeout", "result is not JSON")
+
+
+class ConsumerDied(RuntimeError):
+    """One of the consumer's loops ended on an exception; the process must be replaced."""
 
 
 @dataclass
 class Failure:
-    """A run that did not succeed (or an entry that cannot run), waiting to be flushed."""
+    """A run that did not succeed (or an entry that cannot run), waiting to be flushed.
+
+    ``outcome`` is set by ``Consumer._classify``: ``retry`` (a later attempt,
+    after backoff), ``requeue`` (the same attempt again, now: its consumer
+    died), ``failed`` (final, kept in the job's state only) or ``dead``.
+    """
 
     entry_id: str
     error: str
-    traceback: str
+    traceback: str = ""
     envelope: Envelope | None = None
     raw: str | None = None
     reason: str = "failed"
-    ran: bool = False
-    retry: bool = False
+    outcome: str = "dead"
+
+    @property
+    def ran(self) -> bool:
+        """The handler ran and this counts as a failed attempt."""
+        return self.envelope is not None and self.reason in ATTEMPT_FAILURES
+
+
+@dataclass
+class Running:
+    """A job in hand: what runs, since when (monotonic and wall clock), under which timeout."""
+
+    envelope: Envelope
+    spec: registry.JobSpec
+    timeout: float
+    started: float
+    started_at: float
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
 class Consumer:
@@ -82,50 +122,85 @@ class Consumer:
         pool = settings.queues.pool(priority)
         self.concurrency = pool.concurrency
         self.timeout = pool.timeout
-        self.lease = lease_seconds(pool.timeout, (s.timeout for s in registry.REGISTRY.values()),
-                                   settings.queues.kill_grace)
-        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
-        self.runner = HandlerRunner(pool.concurrency, settings.queues.kill_grace)
-        self.running: dict[str, asyncio.Task[None]] = {}
+        self.kill_grace = settings.queues.kill_grace
+        own_timeouts = (s.timeout for s in registry.REGISTRY.values() if s.priority == priority)
+        self.lease = lease_seconds(pool.timeout, own_timeouts, self.kill_grace)
+        self.name = name or identity.consumer_name()
+        self.local_prefix = identity.local_prefix()
+        self.runner = HandlerRunner(pool.concurrency, self.kill_grace)
+        self.running: dict[str, Running] = {}
         self.done: list[Any] = []  # flat (entry id, job id, attempt, result JSON) for ACK_DONE
         self.failures: list[Failure] = []
+        self.starts: list[tuple[str, str, float]] = []  # (entry id, job id, wall clock start): state "running"
+        self.died: str | None = None
         self._slot_free = asyncio.Event()
         self._gathered = False
         self._flush_needed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._dying = False
         self._ack = self.redis.register_script(ACK_DONE)
         self._move = self.redis.register_script(MOVE_DUE)
+        self._claim = self.redis.register_script(CLAIM_CONSUMER)
         self._m = {name: counter.labels(priority) for name, counter in (
             ("processed", metrics.PROCESSED), ("failed", metrics.FAILED),
-            ("retried", metrics.RETRIED), ("dead", metrics.DEAD))}
+            ("retried", metrics.RETRIED), ("dead", metrics.DEAD), ("rerun", metrics.RERUN))}
         self._duration = metrics.DURATION.labels(priority)
+        self.watchdog = LoopWatchdog(self._on_loop_blocked, metrics.LOOP_LAG.labels(priority))
 
     # -- lifecycle -------------------------------------------------------------
 
     async def run(self) -> None:
-        """Consume until ``stop()``; then finish the jobs in hand and flush their acks."""
+        """Consume until ``stop()``; then finish the jobs in hand and flush their acks.
+
+        Raises ConsumerDied (after that same orderly stop) when one of its loops died.
+        """
         if not await self._until_ready():
             return  # stopped while Redis was unreachable: nothing was taken
         log.info("consumer started", extra={"queue": self.priority, "consumer": self.name,
                                             "concurrency": self.concurrency, "lease": self.lease})
-        reader = asyncio.create_task(self._read_loop(), name="read")
-        flusher = asyncio.create_task(self._flush_loop(), name="flush")
-        upkeep = asyncio.create_task(self._upkeep_loop(), name="upkeep")
-        await self._stopping.wait()
+        guards = [asyncio.create_task(self.watchdog.tick(), name="loop-lag"),
+                  asyncio.create_task(self._watch_loop(), name="watch")]
+        loops = [asyncio.create_task(self._read_loop(), name="read"),
+                 asyncio.create_task(self._flush_loop(), name="flush"),
+                 asyncio.create_task(self._upkeep_loop(), name="upkeep")]
+        stopping = asyncio.create_task(self._stopping.wait())
+        await asyncio.wait([stopping, *loops, *guards], return_when=asyncio.FIRST_COMPLETED)
+        self._notice_death([*loops, *guards])
+        reader, flusher, upkeep = loops
         # The loops notice the stop themselves (a read blocks at most BLOCK_MS): cancelling
         # a task in the middle of a redis-py call can lose the cancellation.
         await asyncio.gather(reader, upkeep, return_exceptions=True)
         if self.running:
-            await asyncio.gather(*self.running.values(), return_exceptions=True)
+            await asyncio.gather(*(r.task for r in self.running.values() if r.task), return_exceptions=True)
         self._flush_needed.set()
         await asyncio.gather(flusher, return_exceptions=True)
         try:
             await self._flush()
             await self._leave()
-        except UNAVAILABLE_ERRORS as exc:
-            log.warning("could not flush acks at stop (the jobs will run again): %s", exc)
+        except Exception as exc:  # the stop goes on: what was not acknowledged runs again
+            log.warning("could not flush acks at stop (the jobs will run again): %r", exc,
+                        extra={"queue": self.priority, "consumer": self.name})
+        for task in guards:
+            task.cancel()
+        await asyncio.gather(*guards, return_exceptions=True)
         self.runner.shutdown()
         log.info("consumer stopped", extra={"queue": self.priority, "consumer": self.name})
+        if self.died:
+            raise ConsumerDied(self.died)
+
+    def _notice_death(self, tasks: list[asyncio.Task[None]]) -> None:
+        """A loop that ended before the stop died: say so loudly and stop, so the process is replaced."""
+        if self._stopping.is_set():
+            return
+        for task in tasks:
+            if not task.done():
+                continue
+            exc = None if task.cancelled() else task.exception()
+            self.died = f"the consumer's {task.get_name()} loop ended: {exc!r}"
+            log.critical("%s; this consumer stops and exits so its pool replaces it", self.died,
+                         exc_info=exc, extra={"queue": self.priority, "consumer": self.name})
+            self.stop()
+            return
 
     def stop(self) -> None:
         self._stopping.set()
@@ -194,54 +269,68 @@ class Consumer:
                 for entry_id, fields in entries:
                     self._accept(entry_id, fields)
 
-    def _accept(self, entry_id: str, fields: dict[str, str] | None, reclaimed: bool = False) -> None:
-        """Start one delivered entry, or send it straight to failure handling."""
-        try:
-            envelope = decode(fields or {})
-        except DecodeError as exc:
-            raw = (fields or {}).get(FIELD) or json.dumps(fields)
-            self._record(Failure(entry_id, f"undecodable payload: {exc}", "", raw=raw, reason="undecodable"))
-            return
-        if reclaimed:
-            self._record(Failure(entry_id, f"lost: its consumer died (reclaimed after {self.lease:g}s)", "",
-                                 envelope=envelope, reason="lost"))
+    def _accept(self, entry_id: str, fields: dict[str, str] | None) -> None:
+        """Start one delivered entry, or send it to the dead letter with whatever stops it from starting."""
+        envelope = self._decoded(entry_id, fields)
+        if envelope is None:
             return
         try:
             spec = registry.get(envelope.name)
-        except registry.UnknownJob as exc:
-            self._record(Failure(entry_id, str(exc), "", envelope=envelope, reason="unknown job"))
+            timeout = spec.timeout or self.timeout
+            job = Running(envelope, spec, timeout, time.monotonic(), time.time())
+            job.task = asyncio.create_task(self._run(entry_id, job))
+        except Exception as exc:
+            self._record(Failure(entry_id, f"{type(exc).__name__}: {exc}", traceback.format_exc(),
+                                 envelope=envelope, reason="unknown job" if isinstance(exc, registry.UnknownJob)
+                                 else "cannot start"))
             return
-        task = asyncio.create_task(self._run(entry_id, envelope, spec))
-        self.running[entry_id] = task
-        task.add_done_callback(lambda _t: self._release(entry_id))
+        self.running[entry_id] = job
+        self.starts.append((entry_id, envelope.id, job.started_at))
+        self._flush_needed.set()
+        job.task.add_done_callback(lambda _t: self._release(entry_id))
+
+    def _decoded(self, entry_id: str, fields: dict[str, str] | None) -> Envelope | None:
+        """The entry's envelope; None when it cannot be decoded (it is then on its way to the dead letter)."""
+        try:
+            return decode(fields or {})
+        except Exception as exc:  # RecursionError, MemoryError...: any of them must not kill a loop
+            try:
+                raw = (fields or {}).get(FIELD) or json.dumps(fields)
+            except Exception:
+                raw = repr(fields)[:TRACEBACK_MAX]
+            self._record(Failure(entry_id, f"undecodable payload: {type(exc).__name__}: {exc}"[:TRACEBACK_MAX],
+                                 raw=raw, reason="undecodable"))
+            return None
 
     def _release(self, entry_id: str) -> None:
         self.running.pop(entry_id, None)
         self._slot_free.set()
 
-    async def _run(self, entry_id: str, envelope: Envelope, spec: registry.JobSpec) -> None:
+    async def _run(self, entry_id: str, job: Running) -> None:
+        envelope = job.envelope
         request_id_var.set(envelope.request_id)
         read_your_writes_var.set(envelope.read_your_writes)
         set_current(self._context(envelope))
-        timeout = spec.timeout or self.timeout
         started = time.perf_counter()
         try:
-            result = await self.runner.run(spec, envelope.args, envelope.kwargs, timeout)
-            payload = json.dumps(result, allow_nan=False)
+            result = await self.runner.run(job.spec, envelope.args, envelope.kwargs, job.timeout)
         except HungHandler as exc:
-            self._record(Failure(entry_id, f"JobTimeout: {exc}", "", envelope=envelope, reason="timeout"))
-            await self._die_for(envelope)
+            await self._die_for(Failure(entry_id, f"JobTimeout: {exc}", envelope=envelope, reason="timeout"))
         except JobTimeout as exc:
-            self._record(Failure(entry_id, f"JobTimeout: {exc}", "", envelope=envelope, reason="timeout"))
+            self._record(Failure(entry_id, f"JobTimeout: {exc}", envelope=envelope, reason="timeout"))
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, TypeError | ValueError) and "JSON" in str(exc):
-                error = f"result is not JSON: {exc}"
-            self._record(Failure(entry_id, error, traceback.format_exc(), envelope=envelope))
+            self._record(Failure(entry_id, f"{type(exc).__name__}: {exc}", traceback.format_exc(), envelope=envelope))
         else:
-            self.done.extend((entry_id, envelope.id, envelope.attempt, payload))
-            self._m["processed"].inc()
-            self._flush_needed.set()
+            try:
+                payload = json.dumps(result, allow_nan=False)
+            except (TypeError, ValueError, RecursionError) as exc:
+                # The handler did its work (and its side effects): running it again would repeat them.
+                self._record(Failure(entry_id, f"result is not JSON: {exc}", envelope=envelope,
+                                     reason="result is not JSON"))
+            else:
+                self.done.extend((entry_id, envelope.id, envelope.attempt, payload))
+                self._m["processed"].inc()
+                self._flush_needed.set()
         finally:
             self._duration.observe(time.perf_counter() - started)
 
@@ -252,48 +341,134 @@ class Consumer:
             settings=self.settings, redis=self.redis, db=self.db,
         )
 
-    async def _die_for(self, envelope: Envelope) -> None:
-        """A sync handler is stuck past its grace: record everything we can, then SIGKILL ourselves."""
-        log.critical(
-            "job %s (%s) ignored its timeout; killing this consumer so the supervisor replaces it",
-            envelope.id, envelope.name, extra={"queue": self.priority, "job_id": envelope.id},
-        )
+    # -- the watchdog: stuck and blocking jobs -----------------------------------
+
+    async def _watch_loop(self) -> None:
+        """Find async jobs still running ``kill_grace`` past their timeout: they ignored the cancellation."""
+        while True:
+            await asyncio.sleep(WATCH_EVERY)
+            now = time.monotonic()
+            for entry_id, job in list(self.running.items()):
+                over = now - job.started - job.timeout
+                if job.spec.is_async and over > self.kill_grace and job.task and not job.task.done():
+                    await self._die_for(Failure(
+                        entry_id, f"ignored cancellation: still running {over:.1f} s after its {job.timeout:g} s "
+                        "timeout", envelope=job.envelope, reason="ignored cancellation"))
+
+    def _on_loop_blocked(self, blocked: float) -> bool:
+        """In the watchdog thread: the loop has not turned for ``blocked`` s. Kill us if a job over its
+        deadline holds it; True when the process is going."""
+        frame = self.watchdog.frame_locals_of(Consumer._run.__code__)
+        entry_id = frame.get("entry_id") if frame else None
+        job = self.running.get(entry_id) if isinstance(entry_id, str) else None
+        if job is None or time.monotonic() - job.started - job.timeout <= self.kill_grace:
+            return False
+        failure = Failure(entry_id, f"blocked the event loop for {blocked:.1f} s (timeout {job.timeout:g} s)",
+                          envelope=job.envelope, reason="blocked the event loop")
+        self._classify(failure)
+        self._announce_death(failure)
         try:
-            await asyncio.wait_for(self._flush(), 5.0)
-        except (TimeoutError, *UNAVAILABLE_ERRORS):
-            log.error("could not flush before the kill; the reaper will reclaim the jobs")
+            self._flush_sync([failure])
+        except Exception as exc:  # whatever happens, the process must go
+            log.error("could not record the blocking job before the kill (%s); its entry is reclaimed", exc)
         os.kill(os.getpid(), signal.SIGKILL)
+        return True
+
+    def _announce_death(self, failure: Failure) -> None:
+        envelope = failure.envelope
+        assert envelope is not None
+        log.critical("job %s (%s) %s; killing this consumer so its pool replaces it; its %d other job(s) "
+                     "rerun at once", envelope.id, envelope.name, failure.error, len(self.running) - 1,
+                     extra={"queue": self.priority, "job_id": envelope.id, "job": envelope.name,
+                            "reason": failure.reason, "consumer": self.name})
+
+    async def _die_for(self, failure: Failure) -> None:
+        """A job is stuck past its grace: record its failure and everything done, then SIGKILL ourselves.
+
+        Cooperative cancellation cannot stop it; a fresh process can. The
+        planned-exit mark tells whoever claims our other jobs that they are
+        not to blame.
+        """
+        if self._dying:
+            return
+        self._dying = True
+        self._announce_death(failure)
+        self._record(failure)
+        try:
+            async with asyncio.timeout(DYING_FLUSH_TIMEOUT):
+                await self._flush()
+                await self.redis.set(self.keys.planned_exit(self.name), failure.entry_id, ex=PLANNED_EXIT_TTL)
+        except (TimeoutError, *UNAVAILABLE_ERRORS):
+            log.error("could not flush before the kill; the jobs are reclaimed and rerun",
+                      extra={"queue": self.priority})
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    def _flush_sync(self, failures: list[Failure]) -> None:
+        """From the watchdog thread while the loop is blocked: flush what is done, these failures and the
+        planned-exit mark, with a client of its own."""
+        client = sync_client(self.settings.redis.url or "", max_connections=1)
+        try:
+            pipe = client.pipeline(transaction=True)
+            if self.done:
+                client.register_script(ACK_DONE)(keys=[self.keys.stream, self.keys.stats],
+                                                 args=self._ack_args(list(self.done)), client=pipe)
+            now = time.time()
+            for failure in failures:
+                self._queue_failure(pipe, failure, now)
+            pipe.set(self.keys.planned_exit(self.name), failures[0].entry_id, ex=PLANNED_EXIT_TTL)
+            pipe.execute()
+        finally:
+            client.close()
 
     # -- outcomes --------------------------------------------------------------
 
-    def _record(self, failure: Failure) -> None:
-        """Count and log a failure and queue it for the next flush (retry or dead letter)."""
+    def _classify(self, failure: Failure) -> None:
+        """Decide the failure's outcome; count and log it."""
         envelope = failure.envelope
-        failure.ran = envelope is not None and failure.reason in RETRYABLE
-        failure.retry = failure.ran and should_retry(envelope.attempt, envelope.max_retries)  # type: ignore[union-attr]
+        if failure.reason == "crashed":
+            assert envelope is not None
+            if crashed_out(envelope.crashes):
+                failure.reason = f"crashed its consumer {envelope.crashes} times"
+            else:
+                failure.outcome = "requeue"
+        elif failure.reason == "result is not JSON":
+            failure.outcome = "failed"
+        elif failure.ran and should_retry(envelope.attempt, envelope.max_retries):  # type: ignore[union-attr]
+            failure.outcome = "retry"
+        elif failure.reason == "failed":
+            failure.reason = "retries exhausted"
         if failure.ran:
             self._m["failed"].inc()
-        if failure.retry:
+        job_id = envelope.id if envelope else failure.entry_id
+        extra = {"queue": self.priority, "job_id": job_id, "reason": failure.reason}
+        if failure.outcome == "requeue":
+            self._m["rerun"].inc()
+            log.warning("job %s (%s) runs again at once: %s", job_id, envelope.name, failure.error,  # type: ignore[union-attr]
+                        extra=extra)
+        elif failure.outcome == "retry":
             assert envelope is not None
             self._m["retried"].inc()
-            log.warning("job %s (%s) attempt %d failed: %s; will retry", envelope.id, envelope.name,
-                        envelope.attempt, failure.error,
-                        extra={"queue": self.priority, "job_id": envelope.id, "attempt": envelope.attempt})
+            log.warning("job %s (%s) attempt %d failed: %s; will retry", job_id, envelope.name,
+                        envelope.attempt, failure.error, extra={**extra, "attempt": envelope.attempt})
+        elif failure.outcome == "failed":
+            log.error("job %s failed (%s): %s", job_id, failure.reason, failure.error, extra=extra)
         else:
-            if failure.reason == "failed":
-                failure.reason = "retries exhausted"
             self._m["dead"].inc()
-            log.error("job %s goes to the dead letter stream (%s): %s",
-                      envelope.id if envelope else failure.entry_id, failure.reason, failure.error,
-                      extra={"queue": self.priority, "reason": failure.reason})
+            log.error("job %s goes to the dead letter stream (%s): %s", job_id, failure.reason, failure.error,
+                      extra=extra)
+
+    def _record(self, failure: Failure) -> None:
+        """Classify a failure and queue it for the next flush."""
+        self._classify(failure)
         self.failures.append(failure)
         self._flush_needed.set()
 
     def _queue_failure(self, pipe: Any, failure: Failure, now: float) -> None:
+        """Add the failure's writes to ``pipe`` (async or sync pipeline: the calls are the same)."""
         keys, envelope = self.keys, failure.envelope
         if failure.ran:
             pipe.hincrby(keys.stats, "failed", 1)
-        if failure.retry:
+        if failure.outcome == "retry":
             assert envelope is not None
             due = now + backoff_delay(envelope.attempt, self.settings.queues.backoff_base,
                                       self.settings.queues.backoff_max)
@@ -304,6 +479,19 @@ class Consumer:
             pipe.expire(job_key, QUEUED_JOB_TTL)
             pipe.zadd(keys.delayed, {envelope.id: int(due * 1000)})
             pipe.hincrby(keys.stats, "retried", 1)
+        elif failure.outcome == "requeue":
+            assert envelope is not None
+            payload = envelope.encode()
+            pipe.xadd(keys.stream, {FIELD: payload})
+            pipe.hset(keys.job(envelope.id), mapping={"state": "queued", "envelope": payload,
+                                                      "crashes": envelope.crashes})
+            pipe.expire(keys.job(envelope.id), QUEUED_JOB_TTL)
+            pipe.hincrby(keys.stats, "rerun", 1)
+        elif failure.outcome == "failed":
+            assert envelope is not None
+            pipe.hset(keys.job(envelope.id), mapping={"state": "failed", "attempts": envelope.attempt,
+                                                      "error": failure.error, "finished_at": now})
+            pipe.expire(keys.job(envelope.id), int(self.settings.queues.result_ttl))
         else:
             pipe.xadd(keys.dead, {
                 FIELD: failure.raw if envelope is None else envelope.encode(),
@@ -324,26 +512,35 @@ class Consumer:
         pipe.xack(keys.stream, GROUP, failure.entry_id)
         pipe.xdel(keys.stream, failure.entry_id)
 
+    def _ack_args(self, done: list[Any]) -> list[Any]:
+        return [GROUP, self.keys.job_prefix, int(self.settings.queues.result_ttl), time.time(), *done]
+
     async def _flush(self) -> None:
-        """Send every finished outcome in one transaction; on a Redis error keep them for the next try."""
-        done, failures = self.done, self.failures
-        if not done and not failures:
+        """Send every finished outcome (and the start of jobs still running) in one transaction;
+        on a Redis error keep them for the next try."""
+        done, failures, starts = self.done, self.failures, self.starts
+        self.done, self.failures, self.starts = [], [], []
+        # A job that already finished skips the "running" state.
+        running = [(job_id, at) for entry_id, job_id, at in starts if entry_id in self.running]
+        if not done and not failures and not running:
             return
-        self.done, self.failures = [], []
-        now = time.time()
-        ack_args = [GROUP, self.keys.job_prefix, int(self.settings.queues.result_ttl), now, *done]
+        stream_keys = [self.keys.stream, self.keys.stats]
         try:
-            if not failures:  # the common case: one script call, atomic by itself
-                await self._ack(keys=[self.keys.stream, self.keys.stats], args=ack_args)
+            if not failures and not running:  # the common case: one script call, atomic by itself
+                await self._ack(keys=stream_keys, args=self._ack_args(done))
                 return
             async with self.redis.pipeline(transaction=True) as pipe:
+                for job_id, at in running:
+                    pipe.hset(self.keys.job(job_id), mapping={"state": "running", "consumer": self.name,
+                                                              "started_at": at})
                 if done:
-                    await self._ack(keys=[self.keys.stream, self.keys.stats], client=pipe, args=ack_args)
+                    await self._ack(keys=stream_keys, client=pipe, args=self._ack_args(done))
+                now = time.time()
                 for failure in failures:
                     self._queue_failure(pipe, failure, now)
                 await pipe.execute()
         except BaseException:
-            self.done[:0], self.failures[:0] = done, failures
+            self.done[:0], self.failures[:0], self.starts[:0] = done, failures, starts
             raise
 
     async def _flush_loop(self) -> None:
@@ -363,18 +560,25 @@ class Consumer:
                 await self._pause_after(failures, "ack flush", exc)
                 self._flush_needed.set()
 
-    # -- upkeep: delayed jobs, gauges, heartbeat, reaper -------------------------
+    # -- upkeep: delayed jobs, gauges, heartbeat, reclaim, reaper ------------------
 
     async def _upkeep_loop(self) -> None:
-        last_gauges = last_reap = 0.0
+        last_gauges = last_reap = last_reclaim = last_renew = 0.0
         reap_every = reap_interval(self.lease)
         while not self._stopping.is_set():
             try:
                 await self.move_due()
                 now = time.monotonic()
+                if now - last_reclaim >= RECLAIM_EVERY:
+                    last_reclaim = now
+                    await self.reclaim_dead()
                 if now - last_gauges >= GAUGES_EVERY:
                     last_gauges = now
                     await self._heartbeat()
+                    self._check_memory()
+                if now - last_renew >= self.lease / 3:
+                    last_renew = now
+                    await self._renew_leases()
                 if now - last_reap >= reap_every:
                     last_reap = now
                     await self.reap(reap_every)
@@ -403,8 +607,78 @@ class Consumer:
             await pipe.execute()
         metrics.set_queue_gauges(self.priority, await self.client.queue_status(self.priority))
 
+    def _check_memory(self) -> None:
+        """Over ``queues.max_rss_mb``: finish the jobs in hand and exit, so the pool starts a fresh process."""
+        cap = self.settings.queues.max_rss_mb
+        if cap is None or self._stopping.is_set():
+            return
+        rss_mb = psutil.Process().memory_info().rss / 2**20
+        if rss_mb > cap:
+            log.warning("consumer uses %.0f MB, over queues.max_rss_mb=%d: it finishes its %d job(s) and exits "
+                        "so its pool replaces it", rss_mb, cap, len(self.running),
+                        extra={"queue": self.priority, "consumer": self.name, "rss_mb": round(rss_mb)})
+            self.stop()
+
+    async def _renew_leases(self) -> None:
+        """Reset the idle time of the jobs in hand whose own lease is longer than the queue's
+        (sent here with a longer timeout than this queue's jobs), so the reaper leaves them alone."""
+        ids = [entry_id for entry_id, job in self.running.items()
+               if lease_seconds(job.timeout, (), self.kill_grace) > self.lease]
+        if ids:
+            await self.redis.xclaim(self.keys.stream, GROUP, self.name, 0, ids, justid=True)
+
+    async def reclaim_dead(self) -> int:
+        """Claim, by name, the pending jobs of every consumer of this host that died; returns how many.
+
+        The process is gone, so nothing else will acknowledge them: no need to
+        wait for the lease. Consumers of other hosts are left to the reaper.
+        """
+        taken = 0
+        for consumer in await self.redis.xinfo_consumers(self.keys.stream, GROUP):
+            name = consumer["name"]
+            pid = identity.local_pid(name, self.local_prefix)
+            if name == self.name or pid is None or not identity.is_dead(pid):
+                continue
+            taken += await self._claim_from(name)
+        return taken
+
+    async def _claim_from(self, dead: str) -> int:
+        planned = await self.redis.get(self.keys.planned_exit(dead))
+        why = (f"its consumer {dead} was killed on purpose (a neighbour was stuck)" if planned
+               else f"its consumer {dead} died")
+        taken = 0
+        while True:
+            reply = await self._claim(keys=[self.keys.stream], args=[GROUP, dead, self.name, CLAIM_BATCH])
+            for entry_id, flat in reply:
+                fields = dict(zip(flat[::2], flat[1::2])) if flat else {}
+                self._take_back(entry_id, fields, why, penalty=not planned)
+            taken += len(reply)
+            if len(reply) < CLAIM_BATCH:
+                break
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xgroup_delconsumer(self.keys.stream, GROUP, dead)
+            pipe.zrem(self.keys.consumers, dead)
+            pipe.delete(self.keys.planned_exit(dead))
+            await pipe.execute()
+        if taken:
+            log.warning("claimed %d job(s) of dead consumer %s", taken, dead,
+                        extra={"queue": self.priority, "dead_consumer": dead, "jobs": taken})
+        return taken
+
+    def _take_back(self, entry_id: str, fields: dict[str, str], why: str, penalty: bool) -> None:
+        """Put a job whose consumer died back on the queue: the same attempt; one more crash if
+        it may be to blame (a job that keeps killing its consumers goes to the dead letter)."""
+        envelope = self._decoded(entry_id, fields)
+        if envelope is None:
+            return
+        crashes = envelope.crashes + (1 if penalty else 0)
+        self._record(Failure(entry_id, why, envelope=envelope.after_crash(crashes), reason="crashed"))
+
     async def reap(self, hold: float) -> int:
-        """If we hold (or win) the reaper lock: reclaim entries idle longer than the lease; returns how many."""
+        """If we hold (or win) the reaper lock: reclaim entries idle longer than the lease; returns how many.
+
+        Only for deaths nobody saw (a consumer of another host, a frozen process).
+        """
         lock = self.keys.reaper_lock
         hold_ms = int(hold * 2000)
         if not await self.redis.set(lock, self.name, nx=True, px=hold_ms):
@@ -419,8 +693,7 @@ class Consumer:
             for entry_id, fields in claimed:
                 if entry_id in self.running:
                     continue
-                log.warning("reclaimed job entry %s from a dead consumer", entry_id, extra={"queue": self.priority})
-                self._accept(entry_id, fields, reclaimed=True)
+                self._take_back(entry_id, fields, f"no consumer acknowledged it for {self.lease:g} s", penalty=True)
                 reclaimed += 1
             if start == "0-0":
                 break

@@ -31,6 +31,8 @@ class Envelope:
     not_before: float = 0.0
     request_id: str | None = None
     read_your_writes: dict[str, Any] | None = None
+    crashes: int = 0
+    """How many times a consumer died while running this job (not attempts: the handler did not fail)."""
 
     def encode(self) -> str:
         """JSON text; TypeError/ValueError when an argument is not JSON."""
@@ -39,6 +41,10 @@ class Envelope:
 
     def next_attempt(self, not_before: float) -> "Envelope":
         return replace(self, attempt=self.attempt + 1, not_before=not_before)
+
+    def after_crash(self, crashes: int) -> "Envelope":
+        """The same attempt again, its crash count now ``crashes``."""
+        return replace(self, crashes=crashes)
 
 
 def new_job_id() -> str:
@@ -73,6 +79,9 @@ def decode(fields: dict[str, Any]) -> Envelope:
             raise DecodeError(f"payload has no {key!r}")
         if not isinstance(data[key], types) or isinstance(data[key], bool):
             raise DecodeError(f"payload field {key!r} has the wrong type ({type(data[key]).__name__})")
+    crashes = data.get("crashes", 0)
+    if not isinstance(crashes, int) or isinstance(crashes, bool) or crashes < 0:
+        raise DecodeError(f"payload field 'crashes' is not a count ({crashes!r})")
     if data["priority"] not in PRIORITIES:
         raise DecodeError(f"unknown priority {data['priority']!r}")
     known = set(Envelope.__dataclass_fields__)

@@ -49,6 +49,10 @@ class QueueKeys:
     def reaper_lock(self) -> str:
         return f"{self.tag}:reaper"
 
+    def planned_exit(self, consumer: str) -> str:
+        """Set by a consumer that kills itself on purpose: the jobs it leaves are not to blame."""
+        return f"{self.tag}:planned-exit:{consumer}"
+
     @property
     def job_prefix(self) -> str:
         return f"{self.tag}:job:"

@@ -8,8 +8,10 @@ LABELS = ("queue",)
 
 ENQUEUED = Counter("cluster_jobs_enqueued_total", "Jobs accepted onto a queue.", LABELS)
 PROCESSED = Counter("cluster_jobs_processed_total", "Jobs whose handler returned.", LABELS)
-FAILED = Counter("cluster_jobs_failed_total", "Job runs that raised, timed out or were lost.", LABELS)
+FAILED = Counter("cluster_jobs_failed_total", "Job runs that raised, timed out or returned no JSON.", LABELS)
 RETRIED = Counter("cluster_jobs_retried_total", "Failed jobs scheduled to run again.", LABELS)
+RERUN = Counter("cluster_jobs_rerun_total", "Jobs put back at once because their consumer died (not attempts).",
+                LABELS)
 DEAD = Counter("cluster_jobs_dead_total", "Jobs moved to the dead letter stream.", LABELS)
 DURATION = Histogram(
     "cluster_job_duration_seconds", "Handler run time.", LABELS,
@@ -23,6 +25,9 @@ DELAYED = Gauge("cluster_queue_delayed", "Jobs waiting for their time (delay or 
                 multiprocess_mode="mostrecent")
 OLDEST_AGE = Gauge("cluster_queue_oldest_age_seconds", "Age of the oldest unacknowledged job.", LABELS,
                    multiprocess_mode="mostrecent")
+
+LOOP_LAG = Gauge("cluster_queue_loop_lag_seconds", "How late the consumer's event loop last ran a 0.1 s timer.",
+                 LABELS, multiprocess_mode="livemax")
 
 
 def set_queue_gauges(priority: str, status: dict[str, object]) -> None:

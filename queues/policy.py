@@ -1,4 +1,4 @@
-"""Pure policy of the queues: retry backoff, leases and reaper cadence. No I/O, no clock."""
+"""Pure policy of the queues: retry backoff, leases, reaper cadence, crash verdicts. No I/O, no clock."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterable
 
 LEASE_MARGIN = 1.0
 JITTER = 0.5
+CRASH_LIMIT = 3
 
 
 def backoff_delay(attempt: int, base: float, cap: float, rand: float | None = None) -> float:
@@ -36,9 +37,13 @@ def should_retry(attempt: int, max_retries: int) -> bool:
 def lease_seconds(queue_timeout: float, job_timeouts: Iterable[float | None], kill_grace: float) -> float:
     """How long a delivered job may stay unacknowledged before the reaper takes it back.
 
-    Longer than the longest timeout any job of the queue may have plus the
-    kill grace: by then its first run is either finished or its process has
-    been killed, so a reclaimed job never runs twice at the same time.
+    Longer than the longest timeout of the queue's own jobs (``job_timeouts``:
+    the jobs registered on this priority) plus the kill grace: by then its
+    first run is either finished or its process has been killed, so a
+    reclaimed job never runs twice at the same time. A job sent to this queue
+    with a longer timeout of its own has its lease renewed by its consumer.
+    The lease only matters for deaths nobody saw: a consumer that dies on
+    this host has its jobs claimed by name at once.
     """
     longest = max([queue_timeout, *(t for t in job_timeouts if t is not None)])
     return longest + kill_grace + LEASE_MARGIN
@@ -47,3 +52,13 @@ def lease_seconds(queue_timeout: float, job_timeouts: Iterable[float | None], ki
 def reap_interval(lease: float) -> float:
     """How often a consumer tries to become the reaper: a quarter lease, between 0.5 s and 5 s."""
     return max(0.5, min(5.0, lease / 4))
+
+
+def crashed_out(crashes: int, limit: int = CRASH_LIMIT) -> bool:
+    """A job was running when its consumer died for the ``crashes``-th time: does it go to the dead letter?
+
+    A crash is not an attempt (the handler did not fail, its process died),
+    so it never uses up a retry; but a job that keeps taking its consumer
+    down with it must stop being rerun.
+    """
+    return crashes >= limit

@@ -13,11 +13,12 @@ from observability.logs import configure as configure_logs
 from queues import api, registry
 from queues.client import QueueClient
 from queues.connection import async_client
-from queues.consumer import Consumer
+from queues.consumer import Consumer, ConsumerDied
 from db import router_from_settings
 
 log = logging.getLogger("queues.pool")
 EXIT_USAGE = 2
+EXIT_DIED = 3
 
 
 async def serve(settings: Settings, priority: str) -> None:
@@ -57,9 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(settings, args[1]))
+        runner = asyncio.run
     else:
-        uvloop.run(serve(settings, args[1]))
+        runner = uvloop.run
+    try:
+        runner(serve(settings, args[1]))
+    except ConsumerDied:
+        return EXIT_DIED  # logged by the consumer; the supervisor starts a fresh one
     return 0
 
 

@@ -61,3 +61,14 @@ if #entries > 0 then
 end
 return #entries
 """
+
+CLAIM_CONSUMER = """
+-- KEYS: stream ; ARGV: group, consumer whose entries are taken, claimer, max count
+-- Claims another consumer's pending entries by its name, whatever their idle time.
+-- Atomic, so two peers that saw the same death never both get an entry.
+local pending = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', tonumber(ARGV[4]), ARGV[2])
+if #pending == 0 then return {} end
+local ids = {}
+for i, entry in ipairs(pending) do ids[i] = entry[1] end
+return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, unpack(ids))
+"""

@@ -13,11 +13,12 @@ from typing import Any
 
 from aiohttp import web
 
-from config import Settings
+from config import PRIORITIES, Settings
 from queues import api as queue_api
 from queues import metrics, registry
+from queues.client import EnqueueUnknown, QueueClient, QueueFull
+from queues.envelope import new_job_id
 from queues.job_limits import RESERVED_KWARGS
-from queues.client import QueueClient, QueueFull
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, masked
 from workers.endpoints import HEALTH_CHECKS
 from workers.middleware import json_error
@@ -63,8 +64,10 @@ async def post_job(request: web.Request) -> web.Response:
     client = _client(request)
     try:
         spec = _job_request(await request.json())
+        # The id exists before the write, so an answer that cannot tell still names the job to retry with.
+        job_id = new_job_id() if spec["job_id"] is None else spec["job_id"]
         queued = await client.enqueue(spec["name"], *spec["args"], priority=spec["priority"], delay=spec["delay"],
-                                      job_id=spec["job_id"], **spec["kwargs"])
+                                      job_id=job_id, **spec["kwargs"])
     except (ValueError, registry.UnknownJob) as exc:  # JSONDecodeError is a ValueError
         return json_error(400, str(exc))
     except RecursionError:  # a body nested past what the JSON parser can follow
@@ -73,6 +76,8 @@ async def post_job(request: web.Request) -> web.Response:
         response = json_error(429, str(exc), queue=exc.priority)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
+    except EnqueueUnknown as exc:
+        return json_error(503, str(exc), job_id=exc.job_id, enqueued="unknown")
     except QueueUnavailable as exc:
         return json_error(503, str(exc))
     body = {"id": queued.id, "queue": queued.priority, "state": queued.state, "created": queued.created}
@@ -99,6 +104,19 @@ async def queues_status(request: web.Request) -> web.Response:
     return web.json_response({"queues": queues, "time": time.time()})
 
 
+async def _stalled_queues(client: QueueClient, settings: Settings) -> list[str]:
+    """The queues (of those this cluster runs consumers for) with work waiting and no live consumer."""
+    stalled = []
+    for priority in PRIORITIES:
+        if settings.queues.pool(priority).workers == 0:
+            continue
+        figures = await client.queue_status(priority)
+        if (figures["depth"] or figures["in_flight"]) and not figures["consumers"]:
+            stalled.append(f"queue {priority!r} has {figures['depth']} ready and {figures['in_flight']} "
+                           "in-flight jobs and no live consumer")
+    return stalled
+
+
 def _health_check(app: web.Application, settings: Settings) -> Any:
     async def queues_check() -> tuple[str, dict[str, Any]]:
         client = app.get(CLIENT)
@@ -113,8 +131,11 @@ def _health_check(app: web.Application, settings: Settings) -> Any:
         except UNAVAILABLE_ERRORS as exc:
             # warn, not fail: the HTTP tier still serves, and a failing /health would recycle its workers
             return "queues", {"status": "warn", "output": f"Redis at {masked(settings.redis.url)} unreachable: {exc}"}
-        return "queues", {"status": "pass", "observedValue": round((time.perf_counter() - started) * 1000, 2),
-                          "observedUnit": "ms"}
+        elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
+        stalled = await _stalled_queues(client, settings)
+        if stalled:
+            return "queues", {"status": "fail", "output": "; ".join(stalled)}
+        return "queues", {"status": "pass", "observedValue": elapsed_ms, "observedUnit": "ms"}
 
     queues_check.check_name = "queues"  # type: ignore[attr-defined]
     return queues_check

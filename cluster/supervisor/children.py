@@ -34,6 +34,8 @@ class ChildSpec:
     env: dict[str, str] | None = None
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 10.0
+    die_with_parent: bool = True
+    """False for a child that must outlive a supervisor killed outright (the embedded redis-server)."""
 
 
 @dataclass
@@ -69,7 +71,7 @@ class SupervisedChild:
             *self.spec.argv,
             env=self.spec.env,
             stdin=asyncio.subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent if self.spec.die_with_parent else None,
             # Its own session: a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
             # which stops the children in order.
             start_new_session=True,

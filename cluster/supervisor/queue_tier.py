@@ -21,6 +21,7 @@ import redis.asyncio
 from aiohttp import web
 
 from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
 from config import PRIORITIES
 from queues.connection import UNAVAILABLE_ERRORS, masked
 
@@ -40,7 +41,8 @@ def redis_argv(binary: str, state_dir: Path, port: int | None = None) -> tuple[l
     data.mkdir(mode=0o700, exist_ok=True)
     sock = state_dir / "redis.sock"
     argv = [binary, "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", ""]
+            "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", "",
+            "--pidfile", str(redis_pidfile(state_dir))]
     if port is None and len(str(sock)) <= MAX_UNIX_PATH:
         return argv + ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"], f"unix://{sock}"
     assert port is not None, "a TCP port is needed when the socket path is too long"
@@ -85,6 +87,7 @@ class QueueTier:
             self.mode, self.url = "external", settings.redis.url
             self._tasks.append(asyncio.create_task(self._inspect(settings.redis.url), name="inspect-redis"))
         elif settings.redis.embedded and (binary := shutil.which("redis-server")):
+            await end_leftovers(self.supervisor.state_dir, self.supervisor.settings_path, self._stop_timeout())
             self.mode, self.url = "embedded", self._add_embedded(binary)
         else:
             self.reason = ("no redis.url (REDIS_URL) is set and "
@@ -103,8 +106,11 @@ class QueueTier:
         state_dir = self.supervisor.state_dir
         port = None if len(str(state_dir / "redis.sock")) <= MAX_UNIX_PATH else _free_port()
         argv, url = redis_argv(binary, state_dir, port)
+        # No death signal: if the supervisor is killed, its consumers finish their jobs and still
+        # acknowledge them; the next start stops this redis-server (leftovers.end_leftovers).
         self.redis_child = self.supervisor.add_child(ChildSpec(
-            name="redis", group="redis", argv=argv, env=self.supervisor.child_env("redis"), stop_timeout=30))
+            name="redis", group="redis", argv=argv, die_with_parent=False,
+            env=self.supervisor.child_env("redis"), stop_timeout=30))
         log.info("embedded redis-server at %s", url)
         return url
 
@@ -128,6 +134,11 @@ class QueueTier:
                     env=sup.child_env(f"queue-{priority}"),
                     stop_timeout=pool.timeout + queues.kill_grace + STOP_MARGIN,
                 )))
+
+    def _stop_timeout(self) -> float:
+        """The longest a pool may take to stop (its jobs' timeout, the kill grace and a margin)."""
+        queues = self.supervisor.settings.queues
+        return max(queues.pool(p).timeout for p in PRIORITIES) + queues.kill_grace + STOP_MARGIN
 
     async def _inspect(self, url: str) -> None:
         client = redis.asyncio.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from config import Settings
 from tests.redis_fixture import redis_server, redis_url  # noqa: F401  (fixtures)
 from tests.queues import jobs  # noqa: F401  (registers the test jobs)
+from tests.support import cli_env
 
 
 @pytest.fixture
@@ -30,3 +34,24 @@ def make_settings(redis_url: str) -> Callable[..., Settings]:
         return Settings.model_validate({"redis": {"url": redis_url}, "queues": base})
 
     return make
+
+
+@pytest.fixture
+def start_pool(tmp_path: Path) -> Iterator[Callable[[Settings, str], subprocess.Popen[bytes]]]:
+    """Start real pool processes (``python -m queues.pool``), as the supervisor does; killed at teardown."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(settings: Settings, priority: str) -> subprocess.Popen[bytes]:
+        path = tmp_path / "settings.json"
+        path.write_text(settings.model_dump_json())
+        log = (tmp_path / f"pool-{len(procs)}.log").open("wb")
+        proc = subprocess.Popen([sys.executable, "-m", "queues.pool", str(path), priority],
+                                env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -78,10 +78,13 @@ async def flaky(key: str, failures: int) -> int:
 
 @job(priority="low", retries=3)
 async def crash_once(key: str, pid_key: str) -> str:
-    """First run: publish our pid and hang, so the test can kill -9 this consumer mid-job."""
+    """First run: publish our pid and hang, so the test can kill -9 this consumer mid-job.
+
+    Each run appends its attempt number to ``key`` (a rerun after a crash is the same attempt).
+    """
     ctx = current_job()
-    await ctx.redis.rpush(key, str(ctx.attempt))
-    if ctx.attempt == 1:
+    runs = await ctx.redis.rpush(key, str(ctx.attempt))
+    if runs == 1:
         import os
 
         await ctx.redis.set(pid_key, os.getpid())
@@ -97,3 +100,52 @@ def incr(key: str) -> None:
 @job(priority="medium", retries=0)
 async def always_fails() -> None:
     raise ValueError("this job always fails")
+
+
+async def _note(key: str) -> int:
+    """Append ``<job id>:<attempt>:<time>:<pid>`` to ``key``; returns how many runs it holds now."""
+    import os
+
+    ctx = current_job()
+    runs = await ctx.redis.rpush(key, f"{ctx.id}:{ctx.attempt}:{time.time()}:{os.getpid()}")
+    await ctx.redis.expire(key, 600)
+    return int(runs)
+
+
+@job(priority="medium", retries=3, timeout=30)
+async def count_run(key: str, seconds: float) -> None:
+    """Records each run, then sleeps: a job in flight next to the one under test (its own 30 s timeout)."""
+    await _note(key)
+    await asyncio.sleep(seconds)
+
+
+@job(priority="medium", retries=3)
+async def hang_first(key: str) -> str:
+    """The first run records itself (with its pid, for a kill -9) and hangs; the next one returns."""
+    if await _note(key) == 1:
+        await asyncio.sleep(3600)
+    return "survived"
+
+
+@job(priority="medium", retries=3, timeout=0.5)
+async def ignores_cancellation(key: str) -> None:
+    """Swallows every cancellation: only the watchdog ends it."""
+    await _note(key)
+    while True:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            continue
+
+
+@job(priority="medium", retries=3, timeout=0.5)
+async def blocks_the_loop(key: str) -> None:
+    """A blocking call in an async handler: the whole event loop stops with it."""
+    await _note(key)
+    time.sleep(30)
+
+
+@job(priority="medium", retries=3)
+async def returns_no_json(key: str) -> object:
+    await _note(key)
+    return object()

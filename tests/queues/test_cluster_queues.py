@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 
+from queues.keys import QueueKeys
 from tests.support import ClusterProcess, http_get, wait_for
 
 pytestmark = pytest.mark.integration
@@ -71,3 +75,34 @@ def test_without_redis_server_the_queue_tier_is_off_and_health_says_so(
     health = json.loads(http_get(f"{cluster.url}/health")[2])
     assert health["status"] == "warn" and "queue tier off" in health["checks"]["queues"][0]["output"]
     assert any("queue tier off" in line.get("message", "") for line in cluster.logs())
+
+
+def test_supervisor_killed_with_jobs_in_flight_every_job_runs_once(
+        cluster_factory: Callable[..., ClusterProcess], tmp_path: Path) -> None:
+    env = {"QUEUE_HIGH_WORKERS": "1", "QUEUE_MEDIUM_WORKERS": "1", "QUEUE_LOW_WORKERS": "0",
+           "QUEUE_BACKGROUND_WORKERS": "0"}
+    cluster = cluster_factory("--jobs", "tests.queues.jobs", env=env, workers=1, queues=True)
+    url = json.loads((cluster.state_dir / "settings.json").read_text())["redis"]["url"]
+    r = redis.Redis.from_url(url, decode_responses=True)
+    ids = []
+    for i in range(6):
+        status, _, body = http_post(f"{cluster.url}/api/enterprise/jobs",
+                                    {"name": "tests.queues.jobs.count_run", "args": ["ran", 3.0]})
+        assert status == 202, body
+        ids.append(body["id"])
+    wait_for(lambda: r.llen("ran") == 6, 60, 0.1, "every job to be running")
+    assert cluster.proc is not None
+    cluster.proc.kill()  # SIGKILL: no orderly stop; the consumers get SIGTERM from the kernel
+    cluster.proc.wait(30)
+
+    again = ClusterProcess(cluster.state_dir, ["--jobs", "tests.queues.jobs"], env=env, workers=1, queues=True)
+    again.log_path = tmp_path / "second-start.log"
+    try:
+        again.start()
+        r = redis.Redis.from_url(url, decode_responses=True)
+        wait_for(lambda: all(r.hget(QueueKeys("medium").job(i), "state") == "done" for i in ids), 60, 0.2,
+                 "every job to be done")
+        runs = Counter(value.split(":")[0] for value in r.lrange("ran", 0, -1))
+        assert runs == Counter({i: 1 for i in ids}), f"duplicates: {runs}"
+    finally:
+        again.close()

@@ -229,3 +229,26 @@ def test_results_expire(make_settings: Callable[..., Settings]) -> None:
         await client.close()
 
     asyncio.run(main())
+
+
+def test_a_result_that_is_not_json_fails_the_job_at_once_and_an_empty_priority_is_refused(
+        make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+
+    async def main() -> None:
+        client = QueueClient(settings)
+        with pytest.raises(ValueError, match="priority"):
+            await client.enqueue("tests.queues.jobs.add", 1, 2, priority="")
+        queued = await client.enqueue("tests.queues.jobs.returns_no_json", "no-json")
+
+        async def failed(c: QueueClient) -> dict | None:
+            job = await c.get_job(queued.id)
+            return job if job and job["state"] == "failed" else None
+
+        job = await consume_until(settings, ["medium"], failed)
+        assert job["error"].startswith("result is not JSON") and job["attempts"] == 1
+        assert await client.redis.llen("no-json") == 1, "the handler is not run again"
+        assert await client.redis.zcard(QueueKeys("medium").delayed) == 0 and await client.dead_entries() == []
+        await client.close()
+
+    asyncio.run(main())

@@ -92,3 +92,25 @@ def test_enqueue_while_redis_is_down_fails_clearly() -> None:
         await client.close()
 
     asyncio.run(main())
+
+
+def test_health_fails_for_a_queue_with_work_and_no_live_consumer(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings(low={"workers": 0})
+
+    async def main() -> None:
+        app = await build_app(settings)
+        async with TestClient(TestServer(app)) as client:
+            [check] = (await (await client.get("/health")).json())["checks"]["queues"]
+            assert check["status"] == "pass", check
+            empty = await client.post("/api/enterprise/jobs", json={"name": "tests.queues.jobs.add", "priority": ""})
+            assert empty.status == 400
+            await client.post("/api/enterprise/jobs", json={"name": "tests.queues.jobs.add", "args": [1, 2],
+                                                            "priority": "low"})
+            [check] = (await (await client.get("/health")).json())["checks"]["queues"]
+            assert check["status"] == "pass", "no consumer is expected for a queue with no workers here"
+            await client.post("/api/enterprise/jobs", json={"name": "tests.queues.jobs.add", "args": [1, 2]})
+            response = await client.get("/health")
+            [check] = (await response.json())["checks"]["queues"]
+            assert response.status == 503 and check["status"] == "fail" and "'medium'" in check["output"], check
+
+    asyncio.run(main())

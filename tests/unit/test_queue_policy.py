@@ -1,8 +1,11 @@
-"""Pure queue logic: backoff, leases, envelope decoding, Redis eviction checks."""
+"""Pure queue logic: backoff, leases, crash verdicts, consumer names, envelope decoding, Redis eviction checks."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from hypothesis import given
@@ -10,7 +13,8 @@ from hypothesis import strategies as st
 
 from cluster.supervisor.queue_tier import eviction_problems
 from queues.envelope import DecodeError, Envelope, decode
-from queues.policy import backoff_delay, lease_seconds, reap_interval, should_retry
+from queues import identity
+from queues.policy import CRASH_LIMIT, backoff_delay, crashed_out, lease_seconds, reap_interval, should_retry
 
 
 def test_backoff_doubles_with_bounded_jitter() -> None:
@@ -41,6 +45,21 @@ def test_lease_outlives_the_longest_timeout_plus_grace() -> None:
     assert 0.5 <= reap_interval(1.0) <= reap_interval(100.0) == 5.0
 
 
+def test_a_job_is_dead_lettered_only_after_crashing_its_consumer_the_limit_of_times() -> None:
+    assert [crashed_out(n) for n in range(CRASH_LIMIT + 1)] == [False] * CRASH_LIMIT + [True]
+
+
+def test_consumer_names_tell_a_dead_local_process_from_a_foreign_name() -> None:
+    prefix = identity.local_prefix()
+    assert identity.local_pid(identity.consumer_name(), prefix) == os.getpid()
+    assert identity.local_pid("otherhost-4026531836-12", prefix) is None
+    assert identity.local_pid(prefix + "x12", prefix) is None
+    assert not identity.is_dead(os.getpid())
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    assert identity.is_dead(child.pid)
+
+
 def _fields(**overrides: object) -> dict[str, str]:
     data = {"id": "j1", "name": "x", "priority": "high", "args": [1], "kwargs": {}, "attempt": 1,
             "max_retries": 3, "enqueued_at": 1.0, "not_before": 1.0, **overrides}
@@ -52,6 +71,7 @@ def test_decode_round_trip() -> None:
                         request_id="r", read_your_writes={"lsn": "0/1"})
     assert decode({"job": envelope.encode()}) == envelope
     assert envelope.next_attempt(5.0).attempt == 2
+    assert decode({"job": envelope.after_crash(2).encode()}).crashes == 2
 
 
 @pytest.mark.parametrize("fields, problem", [
@@ -61,6 +81,7 @@ def test_decode_round_trip() -> None:
     (_fields(attempt="1"), "wrong type"),
     (_fields(attempt=True), "wrong type"),
     (_fields(priority="urgent"), "unknown priority"),
+    (_fields(crashes=-1), "not a count"),
     ({"job": json.dumps({"id": "j"})}, "has no 'name'"),
 ])
 def test_decode_says_what_is_wrong(fields: dict[str, str], problem: str) -> None:

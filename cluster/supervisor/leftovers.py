@@ -1,0 +1,77 @@
+"""What a supervisor that died without stopping leaves behind: its queue consumers and its redis-server.
+
+The embedded redis-server does not die with the supervisor (its consumers
+get SIGTERM then, finish the jobs in hand and must still acknowledge them),
+so the next start of the same state dir ends what is left, in order: first
+it lets the old consumers finish (they are already stopping), then it stops
+the old redis-server, which writes its append-only file, and only then does
+a new redis-server start on the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from pathlib import Path
+
+import psutil
+
+log = logging.getLogger("cluster.supervisor.leftovers")
+POLL = 0.1
+REDIS_STOP_TIMEOUT = 30.0
+
+
+def redis_pidfile(state_dir: Path) -> Path:
+    return state_dir / "redis.pid"
+
+
+def old_consumers(settings_path: Path) -> list[psutil.Process]:
+    """Queue pool processes started for this state dir (their command line names its settings file)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "queues.pool" in cmdline and str(settings_path) in cmdline:
+            found.append(proc)
+    return found
+
+
+def old_redis(state_dir: Path) -> psutil.Process | None:
+    """The redis-server of a previous run of this state dir, if it still runs (checked, not just the pid:
+    redis-server rewrites its command line, but it runs in its data dir)."""
+    try:
+        pid = int(redis_pidfile(state_dir).read_text().strip())
+        proc = psutil.Process(pid)
+        if "redis" in proc.name() and Path(proc.cwd()) == state_dir / "redis":
+            return proc
+    except (OSError, ValueError, psutil.Error):
+        pass
+    return None
+
+
+async def _gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Wait until these processes exit; the ones still alive after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    alive = procs
+    while alive and time.monotonic() < deadline:
+        await asyncio.sleep(POLL)
+        alive = [p for p in alive if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    return alive
+
+
+async def end_leftovers(state_dir: Path, settings_path: Path, consumer_grace: float) -> None:
+    """Let the consumers of a dead supervisor finish (up to ``consumer_grace``), then stop its redis-server."""
+    consumers = old_consumers(settings_path)
+    redis = old_redis(state_dir)
+    if not consumers and redis is None:
+        return
+    log.warning("a previous supervisor of this state dir died without stopping: waiting for its %d queue "
+                "consumer(s) to finish their jobs, then stopping its redis-server", len(consumers),
+                extra={"consumers": [p.pid for p in consumers], "redis_pid": redis.pid if redis else None})
+    for proc in await _gone(consumers, consumer_grace):
+        log.warning("killing leftover queue consumer %d (still running after %.0fs)", proc.pid, consumer_grace)
+        proc.kill()
+    if redis is not None:
+        redis.terminate()
+        for proc in await _gone([redis], REDIS_STOP_TIMEOUT):
+            proc.kill()
