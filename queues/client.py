@@ -9,12 +9,12 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from config import PRIORITIES, Settings
 from observability.context import read_your_writes_var, request_id_var
 from queues import metrics, registry
-from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, async_client, masked, sync_client
+from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, RedisFull, async_client, masked, sync_client
 from queues.envelope import FIELD, Envelope, check_job_id, decode, new_job_id
 from queues.keys import GROUP, QueueKeys
 from queues.scripts import ENQUEUE
@@ -129,6 +129,8 @@ class QueueClient:
         keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
         try:
             reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
+        except OutOfMemoryError as exc:
+            raise RedisFull(name) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc
@@ -255,6 +257,8 @@ class SyncQueueClient:
         keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
         try:
             reply = self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
+        except OutOfMemoryError as exc:
+            raise RedisFull(name) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc

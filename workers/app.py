@@ -13,6 +13,7 @@ from aiohttp import web
 from config import Settings
 from workers import endpoints, monitoring, queues_api
 from workers.access_log import JsonAccessLogger
+from workers.admin_guard import admin_guard
 from workers import db_routes
 from workers.middleware import request_middleware
 from workers.state import WORKER_STATE
@@ -73,6 +74,7 @@ async def build_app(settings: Settings) -> web.Application:
     else:
         app = web.Application(client_max_size=settings.server.max_body_size)
     app.middlewares.insert(0, request_middleware)
+    app.middlewares.insert(1, admin_guard)
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     endpoints.add_routes(app)
