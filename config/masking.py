@@ -20,7 +20,8 @@ SECRET_KEY = re.compile(r"password|passwd|pwd|token|secret|authorization|api[_-]
 WEBHOOK_HEADERS_SHOWN = frozenset({"content-type", "user-agent", "accept"})
 HEADER_KEYS = ("webhook_headers",)
 _TELEGRAM_TOKEN = re.compile(r"/bot[^/?#\s]+")
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
+# A URL in prose ends before the punctuation that follows it ("from http://h/x: 429").
+_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+(?<![.,;:)\]])")
 
 
 def mask_url(url: str | None) -> str | None:
