@@ -280,7 +280,7 @@ def test_planted_secrets_never_reach_a_log_line_an_error_or_a_status(
 # -- a full Redis ----------------------------------------------------------------
 
 
-def test_a_full_redis_answers_enqueues_with_503_and_retry_after(
+def test_a_full_redis_answers_enqueues_with_503_and_the_operator_can_purge_delayed_jobs(
         cluster_factory: Callable[..., ClusterProcess]) -> None:
     env = {
         "CLUSTER_REDIS_MAXMEMORY_MB": "3",
@@ -305,3 +305,15 @@ def test_a_full_redis_answers_enqueues_with_503_and_retry_after(
     assert statuses.get(202, 0) > 0
     assert int(full[1]["Retry-After"]) > 0
     assert "full" in json.loads(full[2])["error"]
+
+    # The operator sees the delayed jobs that fill it, purges them, and enqueues work again.
+    listed = cluster.cli("queues", "delayed", "--queue", "low", "--limit", "1000", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = json.loads(listed.stdout)
+    assert len(rows) == statuses[202] and {r["name"] for r in rows} == {"tests.queues.jobs.mark"}
+    purged = cluster.cli("queues", "delayed", "--purge", "--json")
+    assert purged.returncode == 0 and json.loads(purged.stdout)["purged"]["low"] == statuses[202]
+    assert json.loads(cluster.cli("queues", "delayed", "--json").stdout) == []
+    again = request(cluster.url + "/api/enterprise/jobs", "POST", {"Content-Type": "application/json"},
+                    json.dumps({"name": "tests.queues.jobs.mark", "args": ["k", "v"], "delay": 60}).encode())
+    assert again[0] == 202, again
