@@ -14,10 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ValidationError
 
+from config.masking import mask
 from config.settings import Section, Settings, cross_field_problems
 
 DEFAULT_FILES: tuple[Path, ...] = (Path("cluster.toml"), Path("/etc/cluster/cluster.toml"))
@@ -47,7 +47,6 @@ SEED_ENV: dict[str, tuple[str, float | None]] = {
     "DATABASE_URL": ("database.url", None),
 }
 REPLICA_ENV = re.compile(r"^DB_READ_REPLICA_(\d+)(_WEIGHT)?$")
-SECRET_KEY = re.compile(r"password|token|secret|authorization|api_key", re.IGNORECASE)
 
 
 class ConfigError(Exception):
@@ -262,7 +261,7 @@ def load(
                 problems.append(f"{key}: unknown key (from {source})")
             else:
                 message = error["msg"].removeprefix("Value error, ")
-                problems.append(f"{key}: {message}, got {error.get('input')!r} (from {source})")
+                problems.append(f"{key}: {message}, got {mask(key, error.get('input'))!r} (from {source})")
     if settings is not None:
         for key, message in cross_field_problems(settings):
             problems.append(f"{key}: {message} (from {_lookup_source(sources, key)})")
@@ -270,29 +269,6 @@ def load(
         raise ConfigError(problems)
     assert settings is not None
     return LoadedConfig(settings=settings, sources=sources, file=path)
-
-
-def _mask_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return value
-
-
-def mask(key: str, value: Any) -> Any:
-    """The value as it may be shown: secrets hidden, URL passwords masked."""
-    if value is None:
-        return None
-    if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
-        return "****"
-    if isinstance(value, str) and "://" in value:
-        return _mask_url(value)
-    if isinstance(value, list):
-        return [mask(key, item) for item in value]
-    if isinstance(value, dict):
-        return {k: mask(f"{key}.{k}", v) for k, v in value.items()}
-    return value
 
 
 def effective(loaded: LoadedConfig) -> list[tuple[str, Any, str]]:

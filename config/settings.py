@@ -13,6 +13,14 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 PRIORITIES: tuple[str, ...] = ("high", "medium", "low", "background")
+# Upper bounds of counts and sizes (README: Bounds): a typo of a few zeros is an error, not a fork storm.
+MAX_WORKERS = 1024
+MAX_POOL_WORKERS = 64
+MAX_QUEUE_SIZE = 1_000_000
+MAX_CONCURRENCY = 1000
+MAX_DB_POOL = 1000
+MAX_SECONDS = 86400.0
+MAX_MEMORY_MB = 1024 * 1024
 
 
 class Section(BaseModel):
@@ -35,16 +43,18 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
 
 
 class ServerSettings(Section):
-    bind: list[str] = Field(default_factory=lambda: ["127.0.0.1:8000"], min_length=1)
+    bind: list[str] = Field(default_factory=lambda: ["127.0.0.1:8000"], min_length=1, max_length=64)
     app: str | None = None
     state_dir: str = ".cluster"
-    graceful_timeout: int = Field(30, gt=0)
-    timeout: int = Field(30, gt=0, description="gunicorn heartbeat timeout (s)")
-    boot_grace: float = Field(30.0, ge=0, description="a booting worker is not taken for hung before this (s)")
-    keepalive: int = Field(5, ge=0)
+    graceful_timeout: int = Field(30, gt=0, le=MAX_SECONDS)
+    timeout: int = Field(30, gt=0, le=MAX_SECONDS, description="gunicorn heartbeat timeout (s)")
+    boot_grace: float = Field(30.0, ge=0, le=MAX_SECONDS,
+                              description="a booting worker is not taken for hung before this (s)")
+    keepalive: int = Field(5, ge=0, le=3600)
     backlog: int = Field(2048, ge=1, le=65535, description="listen backlog of each bound socket, as gunicorn's")
-    max_body_size: int = Field(1024 * 1024, gt=0)
-    body_timeout: float = Field(30.0, gt=0, description="a request body that sends nothing for this long gets 408 (s)")
+    max_body_size: int = Field(1024 * 1024, gt=0, le=64 * 1024 * 1024)
+    body_timeout: float = Field(30.0, gt=0, le=MAX_SECONDS,
+                                description="a request body that sends nothing for this long gets 408 (s)")
     worker_tmp_dir: str | None = None
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
@@ -71,9 +81,9 @@ class ServerSettings(Section):
 
 
 class WorkerSettings(Section):
-    min: int = Field(8, ge=1)
-    max: int = Field(32, ge=1)
-    max_worker_memory_mb: int | None = Field(None, gt=0)
+    min: int = Field(8, ge=1, le=MAX_WORKERS)
+    max: int = Field(32, ge=1, le=MAX_WORKERS)
+    max_worker_memory_mb: int | None = Field(None, gt=0, le=MAX_MEMORY_MB)
 
 
 class AutoscaleSettings(Section):
@@ -83,39 +93,39 @@ class AutoscaleSettings(Section):
     cooldown: float = Field(30.0, ge=0)
     sample_interval: float = Field(5.0, gt=0)
     warmup: float = Field(10.0, ge=0)
-    up_samples: int = Field(2, ge=1)
-    down_samples: int = Field(3, ge=1)
+    up_samples: int = Field(2, ge=1, le=1000)
+    down_samples: int = Field(3, ge=1, le=1000)
     tolerance: float = Field(0.1, ge=0, lt=1)
-    max_up_step: int = Field(4, ge=1)
-    max_down_step: int = Field(1, ge=1)
+    max_up_step: int = Field(4, ge=1, le=MAX_WORKERS)
+    max_down_step: int = Field(1, ge=1, le=MAX_WORKERS)
     stabilization_window: float = Field(300.0, ge=0)
     system_cpu_ceiling: float = Field(90.0, gt=0, le=100)
-    min_free_memory_mb: int = Field(256, ge=0)
+    min_free_memory_mb: int = Field(256, ge=0, le=MAX_MEMORY_MB)
     flap_window: float = Field(120.0, ge=0)
     backlog_threshold: int = Field(
-        33, ge=0, description="listen backlog that adds a worker at once, cooldown or not (uWSGI busyness); 0: off",
+        33, ge=0, le=65535, description="listen backlog that adds a worker at once, cooldown or not (uWSGI busyness); 0: off",
     )
 
 
 class HealthSettings(Section):
     interval: float = Field(30.0, gt=0)
     timeout: float = Field(5.0, gt=0)
-    failures_before_reload: int = Field(3, ge=1)
+    failures_before_reload: int = Field(3, ge=1, le=1000)
 
 
 class RestartSettings(Section):
     backoff_initial: float = Field(0.5, ge=0)
     backoff_max: float = Field(30.0, ge=0)
-    crash_loop_deaths: int = Field(5, ge=1)
+    crash_loop_deaths: int = Field(5, ge=1, le=1000)
     crash_loop_window: float = Field(60.0, gt=0)
 
 
 class QueuePoolSettings(Section):
-    workers: int = Field(ge=0)
-    timeout: float = Field(gt=0)
-    max_size: int = Field(10000, ge=1)
-    concurrency: int = Field(10, ge=1)
-    retries: int = Field(3, ge=0)
+    workers: int = Field(ge=0, le=MAX_POOL_WORKERS)
+    timeout: float = Field(gt=0, le=MAX_SECONDS)
+    max_size: int = Field(10000, ge=1, le=MAX_QUEUE_SIZE)
+    concurrency: int = Field(10, ge=1, le=MAX_CONCURRENCY)
+    retries: int = Field(3, ge=0, le=100)
 
 
 POOL_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -157,6 +167,8 @@ class QueueSettings(Section):
 class RedisSettings(Section):
     url: str | None = None
     embedded: bool = True
+    maxmemory_mb: int | None = Field(None, ge=1, le=MAX_MEMORY_MB,
+                                     description="the embedded Redis's maxmemory; unset: sized from the queue bounds")
 
     @field_validator("url")
     @classmethod
@@ -166,7 +178,7 @@ class RedisSettings(Section):
 
 class ReplicaSettings(Section):
     url: str
-    weight: int = Field(1, ge=1)
+    weight: int = Field(1, ge=1, le=1000)
 
     @field_validator("url")
     @classmethod
@@ -176,8 +188,8 @@ class ReplicaSettings(Section):
 
 class DatabaseSettings(Section):
     url: str | None = None
-    replicas: list[ReplicaSettings] = Field(default_factory=list)
-    pool_size: int = Field(10, ge=1)
+    replicas: list[ReplicaSettings] = Field(default_factory=list, max_length=64)
+    pool_size: int = Field(10, ge=1, le=MAX_DB_POOL)
     strategy: Literal["round_robin", "least_connections", "weighted"] = "weighted"
     health_check_interval: float = Field(15.0, gt=0)
     max_lag_seconds: float = Field(10.0, ge=0)
@@ -214,7 +226,7 @@ class MonitoringSettings(Section):
 
 class AlertSettings(Section):
     webhook_url: str | None = None
-    webhook_headers: dict[str, str] = Field(default_factory=dict)
+    webhook_headers: dict[str, str] = Field(default_factory=dict, max_length=64)
     telegram_bot_token: str | None = None
     telegram_chat_id: str | None = None
     telegram_api_base: str = "https://api.telegram.org"
@@ -224,7 +236,7 @@ class AlertSettings(Section):
     smtp_username: str | None = None
     smtp_password: str | None = None
     email_from: str | None = None
-    email_to: list[str] = Field(default_factory=list)
+    email_to: list[str] = Field(default_factory=list, max_length=100)
 
     @field_validator("webhook_url", "telegram_api_base")
     @classmethod

@@ -11,12 +11,12 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import ResponseError
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from config import PRIORITIES, Settings
 from observability.context import read_your_writes_var, request_id_var
 from queues import job_limits, metrics, registry
-from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, async_client, masked, sync_client
+from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, RedisFull, async_client, masked, sync_client
 from queues.envelope import FIELD, Envelope, check_job_id, decode, new_job_id
 from queues.keys import GROUP, QueueKeys
 from queues.scripts import ENQUEUE
@@ -68,7 +68,7 @@ class JobRequest:
     job_id: str | None = None
 
 
-BatchOutcome = Enqueued | QueueFull | ValueError | registry.UnknownJob
+BatchOutcome = Enqueued | QueueFull | RedisFull | ValueError | registry.UnknownJob
 
 
 Prepared = tuple[QueueKeys, list[Any], Envelope]
@@ -94,6 +94,9 @@ def _batch_outcomes(settings: Settings, prepared: list[Prepared | Exception], re
             outcomes.append(item)  # type: ignore[arg-type]
             continue
         reply = next(replies_left)
+        if isinstance(reply, OutOfMemoryError):
+            outcomes.append(RedisFull(item[2].name))
+            continue
         if isinstance(reply, Exception):
             raise reply
         try:
@@ -199,25 +202,12 @@ class QueueClient:
         try:
             async with asyncio.timeout(ENQUEUE_TIMEOUT):
                 reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
+        except OutOfMemoryError as exc:
+            raise RedisFull(name) from exc
         except (TimeoutError, *UNAVAILABLE_ERRORS) as exc:
             raise EnqueueUnknown(name, envelope.id, self.settings.redis.url,
                                  str(exc) or f"no answer in {ENQUEUE_TIMEOUT:g} s") from exc
         return _result(self.settings, reply, envelope)
-
-    def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
-        """The blocking twin of ``QueueClient.enqueue_many``."""
-        prepared = _prepare_batch(self.settings, jobs)
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for item in prepared:
-                    if not isinstance(item, Exception):
-                        keys, argv, envelope = item
-                        self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
-                replies = pipe.execute(raise_on_error=False)
-        except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {masked(self.settings.redis.url)} "
-                                   f"is unreachable ({exc})") from exc
-        return _batch_outcomes(self.settings, prepared, replies)
 
     async def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
         """Enqueue a batch in one pipelined round trip, each job as ``enqueue`` would (dedup by id,
@@ -362,6 +352,8 @@ class SyncQueueClient:
         keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
         try:
             reply = self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
+        except OutOfMemoryError as exc:
+            raise RedisFull(name) from exc
         except UNAVAILABLE_ERRORS as exc:
             raise EnqueueUnknown(name, envelope.id, self.settings.redis.url, exc) from exc
         return _result(self.settings, reply, envelope)

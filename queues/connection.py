@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -12,22 +11,24 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from config.masking import mask_url as masked
+
 UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 
 class QueueUnavailable(RuntimeError):
     """Redis cannot be reached (or the queue tier is off)."""
 
+    retry_after = 1
 
-def masked(url: str | None) -> str | None:
-    """The URL with its password replaced, for logs and status."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
+
+class RedisFull(QueueUnavailable):
+    """Redis reached its maxmemory and evicts nothing: no job is added until some drain (503, not 500)."""
+
+    retry_after = 5
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"cannot enqueue {name!r}: Redis is full (its maxmemory is reached); try again later")
 
 
 def _options(max_connections: int, socket_timeout: float | None = None) -> dict[str, Any]:

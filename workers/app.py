@@ -23,6 +23,7 @@ from config import Settings
 from observability.logs import new_request_id
 from workers import endpoints, monitoring, queues_api
 from workers.access_log import JsonAccessLogger
+from workers.admin_guard import admin_guard
 from workers import db_routes
 from workers.middleware import BODY_TIMEOUT, REQUEST_ID_HEADER, Handler, json_error, request_middleware
 from workers.state import WORKER_STATE
@@ -209,6 +210,7 @@ async def build_app(settings: Settings) -> web.Application:
         app = web.Application(client_max_size=settings.server.max_body_size)
     app.middlewares.insert(0, request_middleware)
     app.middlewares.insert(1, probe_middleware)
+    app.middlewares.insert(2, admin_guard)
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     app[BODY_TIMEOUT] = settings.server.body_timeout

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -14,6 +15,7 @@ from config import Settings
 from workers import control_client
 from workers.middleware import json_error
 from workers.state import WORKER_STATE
+from workers.status_view import StatusView
 
 HealthCheck = Callable[[], Awaitable[tuple[str, dict[str, Any]]]]
 SETTINGS_KEY = web.AppKey("cluster_settings", Settings)
@@ -24,6 +26,8 @@ _PING = b'{"ok": true}'
 # the marker header tells the probe the answer is ours, not some other server's on the port.
 PROBE_PATH = "/_cluster/health"
 PROBE_MARKER = "X-Cluster-Health"
+# The cluster status is asked of the supervisor at most once a second per worker.
+_CLUSTER_VIEW = StatusView()
 
 
 async def ping(request: web.Request) -> web.Response:
@@ -97,11 +101,14 @@ async def worker_status(request: web.Request) -> web.Response:
 
 async def cluster_status(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
-    try:
-        status = await control_client.call(settings.server.state_dir, "GET", "/status")
-    except control_client.ControlError as exc:
-        return json_error(503, "supervisor unavailable", detail=str(exc))
-    return web.json_response(status)
+    body = _CLUSTER_VIEW.current()
+    if body is None:
+        try:
+            status = await control_client.call(settings.server.state_dir, "GET", "/status")
+        except control_client.ControlError as exc:
+            return json_error(503, "supervisor unavailable", detail=str(exc))
+        body = _CLUSTER_VIEW.store(json.dumps(status).encode())
+    return web.Response(body=body, content_type="application/json")
 
 
 def add_routes(app: web.Application) -> None:

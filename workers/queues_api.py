@@ -76,10 +76,11 @@ async def post_job(request: web.Request) -> web.Response:
         response = json_error(429, str(exc), queue=exc.priority)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
-    except EnqueueUnknown as exc:
-        return json_error(503, str(exc), job_id=exc.job_id, enqueued="unknown")
-    except QueueUnavailable as exc:
-        return json_error(503, str(exc))
+    except QueueUnavailable as exc:  # Redis unreachable, silent or full: a 503 the client may retry, never a 500
+        extra = {"job_id": exc.job_id, "enqueued": "unknown"} if isinstance(exc, EnqueueUnknown) else {}
+        response = json_error(503, str(exc), **extra)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
     body = {"id": queued.id, "queue": queued.priority, "state": queued.state, "created": queued.created}
     return web.json_response(body, status=202 if queued.created else 200)
 

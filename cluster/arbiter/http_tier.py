@@ -28,6 +28,7 @@ from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
+from cluster.supervisor.state_dir import write_file
 from config import Settings
 from observability.logs import ContextFilter, configure, json_formatter, set_role
 from observability.metrics import CHILD_RESTARTS, mark_dead
@@ -49,10 +50,7 @@ def read_target(path: Path) -> int | None:
 
 def write_target(state_dir: str | os.PathLike[str], count: int) -> None:
     """Ask the arbiter for ``count`` workers (atomic replace; read within a second)."""
-    path = Path(state_dir) / TARGET_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(f"{count}\n")
-    os.replace(tmp, path)
+    write_file(Path(state_dir) / TARGET_FILE, f"{count}\n", mode=0o600)
 
 
 def worker_class(event_loop: str) -> str:

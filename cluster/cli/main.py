@@ -118,6 +118,7 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
 
     from cluster.supervisor.features import install
     from cluster.supervisor.core import Supervisor, SupervisorError
+    from cluster.supervisor.state_dir import StateDirError
     from observability.logs import configure
 
     configure("supervisor", loaded.settings.server.log_level)
@@ -129,6 +130,8 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
         code = asyncio.run(supervisor.run())
     except SupervisorError as exc:
         _fail(str(exc))
+    except StateDirError as exc:
+        _fail(str(exc), EXIT_CONFIG)
     if supervisor.failure:
         _fail(supervisor.failure, code)
     sys.exit(code)

@@ -1,10 +1,11 @@
-"""`cluster queues ...`: status, enqueue, dead letter. Talks to Redis directly, with the running cluster's URL."""
+"""`cluster queues ...`: status, enqueue, delayed jobs, dead letter. Talks to Redis directly, with the running cluster's URL."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import sys
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,7 +66,7 @@ config_option = click.option("--config", "config_file", type=click.Path(dir_okay
 
 @click.group("queues")
 def queues_group() -> None:
-    """The job queues: status, enqueue, dead letter."""
+    """The job queues: status, enqueue, delayed jobs, dead letter."""
 
 
 @queues_group.command("status")
@@ -159,4 +160,34 @@ def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, purge: bo
     for entry in entries:
         table.add_row(entry["queue"], entry.get("job_id") or "-", entry.get("name") or "-", entry.get("reason", ""),
                       entry.get("attempts", ""), (entry.get("error") or "")[:80])
+    Console(width=160).print(table)
+
+
+@queues_group.command("delayed")
+@click.option("--queue", type=click.Choice(PRIORITIES), help="Only this queue.")
+@click.option("--purge", is_flag=True, help="Delete every delayed job (retries in backoff included).")
+@click.option("--limit", type=int, default=50, show_default=True, help="Rows per queue.")
+@click.option("--json", "as_json", is_flag=True)
+@state_dir_option
+@config_option
+def delayed(queue: str | None, purge: bool, limit: int, as_json: bool, state_dir: str | None,
+            config_file: str | None) -> None:
+    """List the delayed jobs, soonest due first, or purge them."""
+    from queues.delayed import delayed_jobs, purge_delayed
+
+    settings = _settings(state_dir, config_file)
+    if purge:
+        purged = _run(settings, lambda c: purge_delayed(c.redis, queue))
+        click.echo(json.dumps({"purged": purged}) if as_json else
+                   "purged " + ", ".join(f"{p}: {n}" for p, n in purged.items()))
+        return
+    rows = _run(settings, lambda c: delayed_jobs(c.redis, queue, limit))
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    table = Table("queue", "job id", "name", "state", "attempts", "due in")
+    now = time.time()
+    for row in rows:
+        table.add_row(row["queue"], row["id"], row["name"] or "-", row["state"] or "-", str(row["attempts"]),
+                      f"{row['due_at'] - now:.0f}s")
     Console(width=160).print(table)

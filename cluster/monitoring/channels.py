@@ -22,6 +22,7 @@ from typing import Any, Protocol
 import aiohttp
 
 from cluster.monitoring.alerts import Notification
+from config.masking import mask_text
 from config.settings import AlertSettings
 
 log = logging.getLogger("cluster.monitoring.alerts")
@@ -92,9 +93,9 @@ async def _post_json(session: aiohttp.ClientSession, url: str, body: dict[str, A
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if response.status == 429 and retry_after is None:
                 retry_after = _telegram_retry_after(text)
-            raise ChannelError(f"{response.status} from {url}: {text[:200]}", retry_after)
+            raise ChannelError(mask_text(f"{response.status} from {url}: {text[:200]}"), retry_after)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise ChannelError(f"{type(exc).__name__}: {exc}") from exc
+        raise ChannelError(mask_text(f"{type(exc).__name__}: {exc}")) from exc
 
 
 def _telegram_retry_after(text: str) -> float | None:

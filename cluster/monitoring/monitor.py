@@ -30,6 +30,7 @@ from cluster.supervisor.children import process_figures
 from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
+from workers.admin_guard import admin_only
 
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
@@ -116,7 +117,7 @@ class Monitor:
         bind = self.supervisor.settings.metrics.bind
         if not bind:
             return
-        app = web.Application()
+        app = web.Application(middlewares=[admin_only(lambda: self.supervisor.settings.admin.token)])
         app.router.add_get("/metrics", self.handle_metrics)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()

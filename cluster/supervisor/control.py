@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from config.settings import MAX_WORKERS
+from workers.status_view import StatusView
+
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
 
 SUPERVISOR = web.AppKey("supervisor", object)
+# The status is built at most once a second, so it costs the same at 1 or 1,000 requests a second.
+STATUS_VIEW = web.AppKey("status_view", StatusView)
 
 
 def _error(status: int, message: str) -> web.Response:
@@ -35,7 +41,9 @@ def _sup(request: web.Request) -> "Supervisor":
 
 
 async def get_status(request: web.Request) -> web.Response:
-    return web.json_response(_sup(request).status())
+    view = request.app[STATUS_VIEW]
+    body = view.current() or view.store(json.dumps(_sup(request).status()).encode())
+    return web.Response(body=body, content_type="application/json")
 
 
 def _int_or_none(data: dict[str, Any], key: str) -> int | None:
@@ -44,11 +52,14 @@ def _int_or_none(data: dict[str, Any], key: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValueError(f"{key} must be an integer, got {value!r}")
+    if value > MAX_WORKERS:
+        raise ValueError(f"{key} {value} is above the bound of {MAX_WORKERS} workers")
     return value
 
 
 async def post_scale(request: web.Request) -> web.Response:
     data = await _body(request)
+    request.app[STATUS_VIEW].clear()
     try:
         result = _sup(request).scale(
             workers=_int_or_none(data, "workers"),
@@ -62,6 +73,7 @@ async def post_scale(request: web.Request) -> web.Response:
 
 
 async def post_reload(request: web.Request) -> web.Response:
+    request.app[STATUS_VIEW].clear()
     result = await _sup(request).reload()
     return web.json_response(result, status=200 if result["reloaded"] else 422)
 
@@ -85,6 +97,7 @@ async def json_errors(request: web.Request, handler: Any) -> web.StreamResponse:
 def build_app(supervisor: "Supervisor") -> web.Application:
     app = web.Application(middlewares=[json_errors])
     app[SUPERVISOR] = supervisor
+    app[STATUS_VIEW] = StatusView()
     app.router.add_get("/status", get_status)
     app.router.add_post("/scale", post_scale)
     app.router.add_post("/reload", post_reload)

@@ -26,6 +26,9 @@ from cluster.supervisor import control
 from cluster.supervisor import sd_notify
 from cluster.supervisor import first_boot
 from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.exposure import warn_if_exposed
+from cluster.supervisor.state_dir import write_file
+from cluster.supervisor.state_dir import prepare as prepare_state_dir
 from cluster.supervisor.health import HealthChecker, probe
 from cluster.arbiter.http_tier import write_target
 from cluster.supervisor.http_workers import HttpWorkers
@@ -114,7 +117,7 @@ class Supervisor:
     # -- lifecycle -------------------------------------------------------------
 
     def _prepare_state_dir(self) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        prepare_state_dir(self.state_dir)
         sock = socket_path(self.state_dir)
         if sock.exists():
             if _socket_answers(sock):
@@ -127,13 +130,12 @@ class Supervisor:
         write_target(self.state_dir, self.worker_target)
 
     def write_settings(self) -> None:
-        tmp = self.settings_path.with_suffix(".tmp")
-        tmp.write_text(self.settings.model_dump_json(indent=1))
-        os.replace(tmp, self.settings_path)
+        write_file(self.settings_path, self.settings.model_dump_json(indent=1), mode=0o600)
 
     async def run(self) -> int:
         """Run until stopped; returns the exit status."""
         self._prepare_state_dir()
+        warn_if_exposed(self.settings)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

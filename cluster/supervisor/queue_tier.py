@@ -2,7 +2,8 @@
 
 With ``redis.url`` the pools use it (and we warn if that Redis may evict
 keys). Without one, a private redis-server runs as a supervised child on a
-unix socket in the state dir, append-only, never evicting. Either way the
+unix socket in the state dir, with a password drawn at each start,
+append-only, never evicting, its maxmemory sized from the queue bounds. Either way the
 effective URL goes into ``settings.redis.url`` before the settings file is
 rewritten and before any child starts, so HTTP workers and pools agree on it.
 """
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,31 +23,47 @@ from aiohttp import web
 
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
-from config import PRIORITIES
+from cluster.supervisor.state_dir import write_file
+from config import PRIORITIES, Settings
 from queues.connection import UNAVAILABLE_ERRORS, masked
 
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
 
 log = logging.getLogger("cluster.queues")
-MAX_UNIX_PATH = 100
+MIB = 1024 * 1024
+BASE_MEMORY = 64 * MIB
+JOB_OVERHEAD = 1024
+DEFAULT_PAYLOAD_BOUND = 64 * 1024  # queues.max_payload_bytes's default, until that setting exists
 STOP_MARGIN = 5.0
 MIN_REDIS = (7, 0)
 
 
-def redis_argv(binary: str, state_dir: Path, port: int | None = None) -> tuple[list[str], str]:
-    """redis-server's command line and the URL to reach it: a unix socket, or localhost:port when
-    the socket path would be too long for AF_UNIX."""
-    data = state_dir / "redis"
-    data.mkdir(mode=0o700, exist_ok=True)
-    sock = state_dir / "redis.sock"
-    argv = [binary, "--dir", str(data), "--appendonly", "yes", "--appendfsync", "everysec", "--save", "",
-            "--maxmemory-policy", "noeviction", "--daemonize", "no", "--logfile", "",
-            "--pidfile", str(redis_pidfile(state_dir))]
-    if port is None and len(str(sock)) <= MAX_UNIX_PATH:
-        return argv + ["--port", "0", "--unixsocket", str(sock), "--unixsocketperm", "700"], f"unix://{sock}"
-    assert port is not None, "a TCP port is needed when the socket path is too long"
-    return argv + ["--port", str(port), "--bind", "127.0.0.1"], f"redis://127.0.0.1:{port}/0"
+def redis_maxmemory(settings: Settings) -> int:
+    """The embedded Redis's maxmemory in bytes: ``redis.maxmemory_mb``, else sized from the queue bounds.
+
+    Every queue full (ready and delayed) of jobs at the payload bound, twice
+    (a job's envelope and its result), plus a base for Redis itself.
+    """
+    if settings.redis.maxmemory_mb:
+        return settings.redis.maxmemory_mb * MIB
+    per_job = getattr(settings.queues, "max_payload_bytes", DEFAULT_PAYLOAD_BOUND) + JOB_OVERHEAD
+    jobs = sum(2 * settings.queues.pool(p).max_size for p in PRIORITIES)
+    return BASE_MEMORY + 2 * jobs * per_job
+
+
+def redis_config(state_dir: Path, password: str, maxmemory: int) -> str:
+    """The embedded redis-server's config file: a unix socket only, a password, bounded, never evicting.
+
+    A file (0600), not the command line: a password in argv is visible to every local user.
+    """
+    lines = [
+        f"dir {state_dir / 'redis'}", "appendonly yes", "appendfsync everysec", 'save ""',
+        "maxmemory-policy noeviction", f"maxmemory {maxmemory}", "daemonize no", 'logfile ""',
+        "port 0", f"unixsocket {state_dir / 'redis.sock'}", "unixsocketperm 700", f"requirepass {password}",
+        f"pidfile {redis_pidfile(state_dir)}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def eviction_problems(policy: str | None, version: str | None) -> list[str]:
@@ -60,12 +77,6 @@ def eviction_problems(policy: str | None, version: str | None) -> list[str]:
         if parts < MIN_REDIS:
             problems.append(f"Redis {version} is older than 7.0")
     return problems
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class QueueTier:
@@ -102,16 +113,22 @@ class QueueTier:
             log.info("queue tier: %s; Redis serves the enqueue API and the cache", self.reason)
 
     def _add_embedded(self, binary: str) -> str:
-        """Supervise a private redis-server; returns its URL."""
+        """Supervise a private redis-server (unix socket, a fresh password each start); returns its URL.
+
+        The state dir check already refused a path too long for the socket: there is no TCP fallback.
+        """
         state_dir = self.supervisor.state_dir
-        port = None if len(str(state_dir / "redis.sock")) <= MAX_UNIX_PATH else _free_port()
-        argv, url = redis_argv(binary, state_dir, port)
+        (state_dir / "redis").mkdir(mode=0o700, exist_ok=True)
+        password = secrets.token_urlsafe(32)
+        conf = state_dir / "redis.conf"
+        write_file(conf, redis_config(state_dir, password, redis_maxmemory(self.supervisor.settings)))
         # No death signal: if the supervisor is killed, its consumers finish their jobs and still
         # acknowledge them; the next start stops this redis-server (leftovers.end_leftovers).
         self.redis_child = self.supervisor.add_child(ChildSpec(
-            name="redis", group="redis", argv=argv, die_with_parent=False,
+            name="redis", group="redis", argv=[binary, str(conf)], die_with_parent=False,
             env=self.supervisor.child_env("redis"), stop_timeout=30))
-        log.info("embedded redis-server at %s", url)
+        url = f"unix://:{password}@{state_dir / 'redis.sock'}"
+        log.info("embedded redis-server at %s", masked(url))
         return url
 
     def _publish_url(self) -> None:

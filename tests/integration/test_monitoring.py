@@ -30,7 +30,7 @@ QUIET = {
 
 
 def post(url: str) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, method="POST", data=b"")
+    request = urllib.request.Request(url, method="POST", data=b"{}", headers={"Content-Type": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, json.loads(response.read())
