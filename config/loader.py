@@ -47,7 +47,7 @@ SEED_ENV: dict[str, tuple[str, float | None]] = {
     "DATABASE_URL": ("database.url", None),
 }
 REPLICA_ENV = re.compile(r"^DB_READ_REPLICA_(\d+)(_WEIGHT)?$")
-SECRET_KEY = re.compile(r"password|token|secret|authorization|api_key", re.IGNORECASE)
+SECRET_KEY = re.compile(r"password|token|secret|authorization|api_key|account_sid|sms_from|sms_to", re.IGNORECASE)
 
 
 class ConfigError(Exception):
