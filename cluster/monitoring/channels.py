@@ -248,7 +248,7 @@ class SmsChannel:
         assert settings.sms_account_sid and settings.sms_auth_token and settings.sms_from
         self.session = session
         self.url = f"{settings.sms_api_base.rstrip('/')}/2010-04-01/Accounts/{settings.sms_account_sid}/Messages.json"
-        self.auth = aiohttp.BasicAuth(settings.sms_account_sid, settings.sms_auth_token)
+        self.headers = {"Authorization": aiohttp.encode_basic_auth(settings.sms_account_sid, settings.sms_auth_token)}
         self.sender, self.recipients = settings.sms_from, settings.sms_to
         self._delivered: OrderedDict[str, set[str]] = OrderedDict()
 
@@ -261,7 +261,7 @@ class SmsChannel:
             if number in delivered:
                 continue
             try:
-                await _post(self.session, self.url, "Twilio", auth=self.auth,
+                await _post(self.session, self.url, "Twilio", headers=self.headers,
                             data={"To": number, "From": self.sender, "Body": body})
             except ChannelError as exc:
                 raise ChannelError(_twilio_reason(str(exc)), exc.retry_after, exc.permanent) from exc
