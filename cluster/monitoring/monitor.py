@@ -79,8 +79,9 @@ class Monitor:
         self.book = AlertBook(Lifecycle.from_settings(mon), started=time.time())
         self.escalations = Escalations(supervisor.settings.alerts.escalation)
         self.ack_secret = b""
-        self.store: AlertStore | None = None
+        self.alert_store: AlertStore | None = None
         self._saved = ""
+        self._loaded = False
         self.window = HttpWindow(mon.window)
         self.history: dict[str, deque[tuple[float, float]]] = {m: deque() for m in METRICS}
         self.last: dict[str, Any] = {}
@@ -95,7 +96,7 @@ class Monitor:
     async def start(self) -> None:
         psutil.cpu_percent(None)  # the first call only primes the counter
         self.ack_secret = ack_links.install_secret(self.supervisor.state_dir, self.supervisor.settings.alerts.ack_secret)
-        self.store = store_for(self.supervisor.settings.redis.url, str(self.supervisor.state_dir))
+        self.alert_store = store_for(self.supervisor.settings.redis.url, str(self.supervisor.state_dir))
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._start_dispatcher()
         await self._start_listener()
@@ -111,9 +112,9 @@ class Monitor:
             await self._listener.cleanup()
         if self._session is not None:
             await self._session.close()
-        if self.store is not None:
+        if self.alert_store is not None:
             await self.save_state()
-            await self.store.close()
+            await self.alert_store.close()
 
     def _start_dispatcher(self) -> None:
         assert self._session is not None
@@ -157,30 +158,30 @@ class Monitor:
 
     async def _load_state(self) -> None:
         """Take back the alerts, silences and escalations of the previous run (Redis may still be starting)."""
-        assert self.store is not None
+        assert self.alert_store is not None
+        state = None
         for attempt in range(1, STORE_LOAD_ATTEMPTS + 1):
             try:
-                state = await self.store.load()
+                state = await self.alert_store.load()
+                break
             except Exception as exc:  # redis-py raises many types; none may stop the monitor
                 if attempt == STORE_LOAD_ATTEMPTS:
-                    log.error("cannot load the alert state from %s: %s", self.store.where, exc)
-                    return
+                    log.error("cannot load the alert state from %s: %s", self.alert_store.where, exc)
                 await asyncio.sleep(0.5)
-                continue
-            break
         if state:
             self.book.restore(state.get("book", {}))
             self.escalations.restore(state.get("escalations", []))
-            log.info("alert state restored from %s", self.store.where,
+            log.info("alert state restored from %s", self.alert_store.where,
                      extra={"alerts": len(self.book.active), "escalations": len(self.escalations.running)})
+        self._loaded = True
 
     async def save_state(self) -> None:
         """Write the durable state when it changed since the last write."""
-        assert self.store is not None
+        assert self.alert_store is not None
         state = {"book": self.book.durable_state(), "escalations": self.escalations.durable_state()}
         encoded = json.dumps(state, sort_keys=True)
         if encoded != self._saved:
-            await self.store.save(state)
+            await self.alert_store.save(state)
             self._saved = encoded
 
     async def _run(self) -> None:
@@ -337,9 +338,10 @@ class Monitor:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def handle_snapshot(self, request: web.Request) -> web.Response:
-        if not self.last:
+        if not self.last and self._loaded:
             await self.tick()
-        return web.json_response(self.last)
+        # Before the previous run's alerts are back, a tick would announce them again under new ids.
+        return web.json_response(self.last or {"at": None, "starting": True})
 
     async def handle_alerts(self, request: web.Request) -> web.Response:
         return web.json_response({**self.book.snapshot(), "escalations": self.escalations.durable_state()})
@@ -413,7 +415,7 @@ class Monitor:
             ],
             "silences": len(self.book.silences),
             "escalations": [e.to_dict() for e in self.escalations.running.values() if e.stopped is None],
-            "alert_store": self.store.where if self.store else None,
+            "alert_store": self.alert_store.where if self.alert_store else None,
             "channels": self.dispatcher.status() if self.dispatcher else {},
             "metrics_files": self.compactions,
             "metrics_bind": self.supervisor.settings.metrics.bind if self._listener else None,
