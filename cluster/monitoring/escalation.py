@@ -92,12 +92,16 @@ class Escalations:
         return due
 
     def due(self, now: float) -> list[DueStep]:
-        """The steps whose time has come (at most one per escalation and call: a restart does not
-        fire a backlog of steps at once; the next calls catch up)."""
+        """The steps whose time has come, one per escalation: steps missed while the supervisor was
+        down come as one, numbered as the latest, to the union of their channels (not a burst)."""
         out: list[DueStep] = []
         for esc in self.running.values():
-            if esc.severity in self.policies:
-                out += self._advance(esc, now, limit=1)
+            if esc.severity not in self.policies:
+                continue
+            steps = self._advance(esc, now)
+            if steps:
+                channels = tuple(dict.fromkeys(c for step in steps for c in step.channels))
+                out.append(DueStep(esc.alert_id, steps[-1].step, channels))
         return out
 
     def channels_of(self, alert_id: str) -> tuple[str, ...] | None:

@@ -115,7 +115,7 @@ def test_saturated_host_with_defaults_no_alert_in_the_grace_and_health_stays_200
 
 
 def escalation_env(receivers: dict[str, Any]) -> dict[str, str]:
-    policy = {"critical": {"repeat": 2, "steps": [
+    policy = {"critical": {"repeat": 3, "steps": [
         {"channels": ["webhook"], "escalate_after_minutes": STEP_MINUTES},
         {"channels": ["telegram", "email"], "escalate_after_minutes": STEP_MINUTES},
         {"channels": ["sms"], "escalate_after_minutes": STEP_MINUTES},
@@ -170,17 +170,19 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
 
     second = start(state_dir, env)
     try:
-        wait_for(lambda: any("escalation step 3" in t for t in cpu_texts(receivers, "sms")), 90, 0.2, "step 3 (sms)")
-        listed = json.loads(second.cli("alerts", "list", "--json").stdout)
-        (esc,) = [e for e in listed["escalations"] if e["alert_id"] == cpu["id"]]
-        assert [h["step"] for h in esc["history"]] == [1, 2, 3]
+        # the escalation resumes where it was (steps missed during the restart come as one message)
+        wait_for(lambda: any("escalation step" in t for t in cpu_texts(receivers, "sms")), 90, 0.2, "a step on sms")
         ack = second.cli("alerts", "ack", cpu["id"])
         assert ack.returncode == 0 and f"acknowledged {cpu['id']}" in ack.stdout, ack.stderr
         acked_at = time.time()
+        count_at_ack = sum(len(cpu_texts(receivers, c)) for c in ("webhook", "telegram", "email", "sms"))
         listed = json.loads(second.cli("alerts", "list", "--json").stdout)
         (alert,) = [a for a in listed["active"] if a["id"] == cpu["id"]]
         assert alert["acknowledged_by"] == "cli"
-        assert [e["stopped"] for e in listed["escalations"] if e["alert_id"] == cpu["id"]] == ["acknowledged"]
+        (esc,) = [e for e in listed["escalations"] if e["alert_id"] == cpu["id"]]
+        assert esc["stopped"] == "acknowledged"
+        steps = [h["step"] for h in esc["history"]]
+        assert steps[:2] == [1, 2] and steps == sorted(set(steps)) and steps[-1] < 9, steps
 
         # a signed one-time link acknowledges a warning: the GET is only a confirmation page
         warning = next(a for _, m in received(receivers)["webhook"] for a in m["alerts"]
@@ -207,9 +209,10 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
         # round 2 would have begun 18 s after the firing: let the monitor pass that point, and more
         def monitor_time() -> float:
             return json.loads(http_get(f"{second.url}/api/enterprise/metrics")[2])["at"]
-        wait_for(lambda: monitor_time() > acked_at + 4 * STEP_MINUTES * 60, 120, 0.5, "the monitor to move on")
+        wait_for(lambda: monitor_time() > acked_at + 3 * STEP_MINUTES * 60, 120, 0.5, "the monitor to move on")
     finally:
         second.close()
+    assert sum(len(cpu_texts(receivers, c)) for c in ("webhook", "telegram", "email", "sms")) == count_at_ack
 
     # the whole timeline, as each channel received the cpu alert
     timeline = sorted((at, channel, kind) for channel, messages in received(receivers).items()
@@ -217,12 +220,13 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
     start_at = timeline[0][0]
     lines = [f"+{at - start_at:6.1f}s {channel:8s} {kind}" for at, channel, kind in timeline]
     (Path(os.environ.get("MONITORING_EVIDENCE", tmp_path)) / "escalation-timeline.txt").write_text("\n".join(lines) + "\n")
-    assert sorted((channel, kind) for _, channel, kind in timeline) == sorted(
-        [("webhook", "firing"), ("telegram", "escalation step 2"), ("email", "escalation step 2"),
-         ("sms", "escalation step 3")]), lines
+    kinds = [(channel, kind) for _, channel, kind in timeline]
+    assert kinds[0] == ("webhook", "firing") and [k for k in kinds if k[1] == "firing"] == [kinds[0]], lines
+    assert {("telegram", "escalation step 2"), ("email", "escalation step 2")} <= set(kinds), lines
+    assert any(channel == "sms" and kind.startswith("escalation step") for channel, kind in kinds), lines
     # each step no sooner than its time in the policy (times from the supervisor's own record)
     offsets = [h["at"] - esc["started"] for h in esc["history"]]
-    assert offsets[1] >= STEP_MINUTES * 60 and offsets[2] >= 2 * STEP_MINUTES * 60, offsets
+    assert all(offset >= (h["step"] - 1) * STEP_MINUTES * 60 for offset, h in zip(offsets, esc["history"])), offsets
 
 
 def cpu_kinds(message: dict[str, Any]) -> list[str]:

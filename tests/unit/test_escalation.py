@@ -54,14 +54,15 @@ def test_no_policy_for_the_severity_means_no_escalation():
     assert esc.channels_of("w1") is None
 
 
-def test_after_a_restart_the_state_continues_and_a_backlog_comes_one_step_per_call():
+def test_after_a_restart_the_state_continues_and_missed_steps_come_as_one():
     esc = Escalations({"critical": POLICY})
     esc.start("a1", "critical", 0.0)
     again = Escalations({"critical": POLICY})
     again.restore(esc.durable_state())
-    assert [(d.step, d.channels) for d in again.due(1000.0)] == [(2, ("sms", "email"))]
-    assert [(d.step, d.channels) for d in again.due(1000.0)] == [(3, ("telegram",))]
+    assert [(d.step, d.channels) for d in again.due(1000.0)] == [(3, ("sms", "email", "telegram"))]
+    assert [h["step"] for h in again.running["a1"].history] == [1, 2, 3]
     assert again.due(1000.0) == []
+    assert [(d.step, d.channels) for d in again.due(1200.0)] == [(4, ("sms", "email"))]
 
 
 def test_forget_drops_escalations_of_inactive_alerts():
