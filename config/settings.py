@@ -194,7 +194,7 @@ class MonitoringSettings(Section):
     alert_for_warning: float = Field(60.0, ge=0, description="a warning condition must hold this long to fire (s)")
     alert_for_critical: float = Field(30.0, ge=0, description="a critical condition must hold this long to fire (s)")
     alert_clear_for: float = Field(
-        60.0, ge=0, description="a firing alert resolves once its value stayed below the resolve threshold this long (s)")
+        60.0, ge=0, description="a firing alert resolves once below its resolve threshold this long (s)")
     alert_hysteresis: float = Field(
         0.1, ge=0, lt=1, description="the resolve threshold is this fraction below the firing threshold")
     repeat_interval_warning: float = Field(14400.0, ge=0, description="re-notify a firing warning this often (s)")
@@ -248,11 +248,11 @@ class AlertSettings(Section):
     sms_auth_token: str | None = None
     sms_from: str | None = None
     sms_to: list[str] = Field(default_factory=list)
-    group_wait: float = Field(10.0, ge=0, description="what reaches one channel within this window goes as one message (s)")
+    group_wait: float = Field(10.0, ge=0, description="what reaches a channel within this window is one message (s)")
     escalation: dict[Literal["warning", "critical"], EscalationPolicy] = Field(
         default_factory=dict, description="per severity: ordered steps, repeated, stopped by an acknowledgement")
     ack_base_url: str | None = Field(None, description="public URL of the workers, for signed acknowledge links")
-    ack_secret: str | None = Field(None, description="HMAC key of acknowledge links; default: <state_dir>/alerts.secret")
+    ack_secret: str | None = Field(None, description="HMAC key of ack links; default: <state_dir>/alerts.secret")
 
     @field_validator("webhook_url", "telegram_api_base", "sms_api_base", "ack_base_url")
     @classmethod

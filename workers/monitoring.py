@@ -30,6 +30,8 @@ _HEALTH_STATUS = {"excellent": "pass", "good": "pass", "degraded": "warn", "crit
 _METRIC_STATUS = {"ok": "pass", "warning": "warn", "critical": "warn"}
 _CONTROL_STATUS = re.compile(r": (\d{3}) ")
 _HEX = re.compile(r"^[0-9a-f]{1,128}$")
+_LINK_REFUSALS = {403: "The link's signature is not valid.", 404: "This alert is no longer active.",
+                  410: "This link was used already: the alert is acknowledged."}
 
 
 def _control_status(exc: control_client.ControlError) -> int:
@@ -119,9 +121,7 @@ async def ack_link(request: web.Request) -> web.Response:
         await control_client.call(state_dir, "POST", f"/monitoring/alerts/{alert_id}/ack-link", {"signature": sig})
     except control_client.ControlError as exc:
         status = _control_status(exc)
-        text = {403: "The link's signature is not valid.", 404: "This alert is no longer active.",
-                410: "This link was used already: the alert is acknowledged."}.get(status, "The cluster did not answer.")
-        return _page(status, "Not acknowledged", text)
+        return _page(status, "Not acknowledged", _LINK_REFUSALS.get(status, "The cluster did not answer."))
     return _page(200, "Acknowledged", f"Alert {alert_id} is acknowledged: no more repeats or escalation.")
 
 

@@ -335,7 +335,8 @@ class Dispatcher:
         while True:
             deadline = grouper.deadline()
             try:
-                note = await asyncio.wait_for(queue.get(), None if deadline is None else max(0.0, deadline - loop.time()))
+                timeout = None if deadline is None else max(0.0, deadline - loop.time())
+                note = await asyncio.wait_for(queue.get(), timeout)
             except TimeoutError:
                 pass
             else:

@@ -95,7 +95,8 @@ class Monitor:
 
     async def start(self) -> None:
         psutil.cpu_percent(None)  # the first call only primes the counter
-        self.ack_secret = ack_links.install_secret(self.supervisor.state_dir, self.supervisor.settings.alerts.ack_secret)
+        alerts = self.supervisor.settings.alerts
+        self.ack_secret = ack_links.install_secret(self.supervisor.state_dir, alerts.ack_secret)
         self.alert_store = store_for(self.supervisor.settings.redis.url, str(self.supervisor.state_dir))
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._start_dispatcher()

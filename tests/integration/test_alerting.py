@@ -84,7 +84,8 @@ def text_of(message: dict[str, Any]) -> str:
 
 def test_saturated_host_with_defaults_no_alert_in_the_grace_and_health_stays_200(
         tmp_path: Path, burner: list[subprocess.Popen[bytes]], receivers: dict[str, Any]) -> None:
-    cluster = ClusterProcess(tmp_path / "state", env={**channel_env(receivers), "CLUSTER_MONITORING_METRICS_INTERVAL": "1"})
+    env = {**channel_env(receivers), "CLUSTER_MONITORING_METRICS_INTERVAL": "1"}
+    cluster = ClusterProcess(tmp_path / "state", env=env)
     try:
         cluster.start()
         started = time.monotonic() - cluster.status()["supervisor"]["uptime"]
@@ -155,9 +156,11 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
             wait_for(lambda c=channel: received(receivers)[c], 90, 0.2, f"the first {channel} message")
         for channel, messages in received(receivers).items():
             text = text_of(messages[0][1]) if channel != "webhook" else messages[0][1]["text"]
-            assert all(f"WARNING: {m} is" in text for m in ("memory", "concurrent_users", "queue_size")), (channel, text)
+            warnings = ("memory", "concurrent_users", "queue_size")
+            assert all(f"WARNING: {m} is" in text for m in warnings), (channel, text)
         webhook_first = received(receivers)["webhook"][0][1]
-        assert len(webhook_first["alerts"]) >= 3 and webhook_first["summary"].startswith(f"{len(webhook_first['alerts'])} alerts")
+        count = len(webhook_first["alerts"])
+        assert count >= 3 and webhook_first["summary"].startswith(f"{count} alerts")
         cpu = next(a["alert"] for _, m in received(receivers)["webhook"] for a in m["alerts"]
                    if a["alert"]["metric"] == "cpu")
         assert cpu["severity"] == "critical" and re.fullmatch(r"[0-9a-f]{32}", cpu["id"])
@@ -218,7 +221,8 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
                       for at, m in messages for kind in cpu_kinds(m))
     start_at = timeline[0][0]
     lines = [f"+{at - start_at:6.1f}s {channel:8s} {kind}" for at, channel, kind in timeline]
-    (Path(os.environ.get("MONITORING_EVIDENCE", tmp_path)) / "escalation-timeline.txt").write_text("\n".join(lines) + "\n")
+    evidence = Path(os.environ.get("MONITORING_EVIDENCE", tmp_path))
+    (evidence / "escalation-timeline.txt").write_text("\n".join(lines) + "\n")
     kinds = [(channel, kind) for _, channel, kind in timeline]
     assert kinds[0] == ("webhook", "firing") and [k for k in kinds if k[1] == "firing"] == [kinds[0]], lines
     assert {("telegram", "escalation step 2"), ("email", "escalation step 2")} <= set(kinds), lines

@@ -46,7 +46,7 @@ def test_defaults_nothing_fires_in_the_first_minute_of_a_saturated_host():
 
 def test_defaults_a_saturated_host_fires_critical_after_grace_plus_for():
     notes = run(book(), [100.0] * 40, step=5.0)  # 0..195 s
-    assert [(t, k) for t, k in [(t, (n.kind, n.alert["severity"])) for t, n in notes]] == [(90.0, ("firing", "critical"))]
+    assert [(t, n.kind, n.alert["severity"]) for t, n in notes] == [(90.0, "firing", "critical")]
 
 
 def test_the_for_clock_starts_after_the_grace():
