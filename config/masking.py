@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 MASK = "****"
 SECRET_KEY = re.compile(r"password|passwd|pwd|token|secret|authorization|api[_-]?key|signature|cookie|session"
-                        r"|credential|private|access[_-]?key|^key$|^sig$|^auth$", re.IGNORECASE)
+                        r"|credential|private|access[_-]?key|^key$|^sig$|^auth$|account_sid|sms_from|sms_to", re.IGNORECASE)
 # Webhook headers shown as they are; any other may carry a credential (X-Api-Key, Cookie, X-Signature...).
 WEBHOOK_HEADERS_SHOWN = frozenset({"content-type", "user-agent", "accept"})
 HEADER_KEYS = ("webhook_headers",)

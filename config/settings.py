@@ -207,8 +207,18 @@ class DatabaseSettings(Section):
 
 class MonitoringSettings(Section):
     metrics_interval: float = Field(5.0, gt=0)
-    alert_cooldown: float = Field(300.0, ge=0)
-    alert_for: float = Field(0.0, ge=0, description="a condition must hold this long before its alert fires (s)")
+    alert_cooldown: float | None = Field(
+        None, ge=0, description="the seed's cooldown: when set, the repeat interval of both severities (s)")
+    alert_for: float | None = Field(None, ge=0, description="when set, the `for` of both severities (s); 0: at once")
+    alert_for_warning: float = Field(60.0, ge=0, description="a warning condition must hold this long to fire (s)")
+    alert_for_critical: float = Field(30.0, ge=0, description="a critical condition must hold this long to fire (s)")
+    alert_clear_for: float = Field(
+        60.0, ge=0, description="a firing alert resolves once below its resolve threshold this long (s)")
+    alert_hysteresis: float = Field(
+        0.1, ge=0, lt=1, description="the resolve threshold is this fraction below the firing threshold")
+    repeat_interval_warning: float = Field(14400.0, ge=0, description="re-notify a firing warning this often (s)")
+    repeat_interval_critical: float = Field(3600.0, ge=0, description="re-notify a firing critical this often (s)")
+    startup_grace: float = Field(60.0, ge=0, description="no condition starts counting this long after start (s)")
     window: float = Field(60.0, gt=0, description="window for p95, error rate and trends (s)")
     cpu_warning: float = Field(70.0, ge=0)
     cpu_critical: float = Field(90.0, ge=0)
@@ -224,6 +234,21 @@ class MonitoringSettings(Section):
     queue_size_critical: float = Field(5000, ge=0)
 
 
+class EscalationStep(Section):
+    """One step of an escalation policy: notify these channels, then wait before the next step."""
+
+    channels: list[str] = Field(min_length=1)
+    escalate_after_minutes: float = Field(30.0, gt=0, description="minutes before the next step (or the next round)")
+
+
+class EscalationPolicy(Section):
+    steps: list[EscalationStep] = Field(min_length=1)
+    repeat: int = Field(1, ge=1, description="rounds of the whole chain before it stops")
+
+
+ALERT_CHANNELS: tuple[str, ...] = ("log", "webhook", "telegram", "email", "sms")
+
+
 class AlertSettings(Section):
     webhook_url: str | None = None
     webhook_headers: dict[str, str] = Field(default_factory=dict, max_length=64)
@@ -237,8 +262,18 @@ class AlertSettings(Section):
     smtp_password: str | None = None
     email_from: str | None = None
     email_to: list[str] = Field(default_factory=list, max_length=100)
+    sms_api_base: str = "https://api.twilio.com"
+    sms_account_sid: str | None = None
+    sms_auth_token: str | None = None
+    sms_from: str | None = None
+    sms_to: list[str] = Field(default_factory=list, max_length=100)
+    group_wait: float = Field(10.0, ge=0, description="what reaches a channel within this window is one message (s)")
+    escalation: dict[Literal["warning", "critical"], EscalationPolicy] = Field(
+        default_factory=dict, description="per severity: ordered steps, repeated, stopped by an acknowledgement")
+    ack_base_url: str | None = Field(None, description="public URL of the workers, for signed acknowledge links")
+    ack_secret: str | None = Field(None, description="HMAC key of ack links; default: <state_dir>/alerts.secret")
 
-    @field_validator("webhook_url", "telegram_api_base")
+    @field_validator("webhook_url", "telegram_api_base", "sms_api_base", "ack_base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http", "https"))
@@ -285,6 +320,12 @@ def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:
         warning, critical = getattr(mon, f"{metric}_warning"), getattr(mon, f"{metric}_critical")
         if warning > critical:
             problems.append((f"monitoring.{metric}_warning", f"warning ({warning}) is above critical ({critical})"))
+    for severity, policy in settings.alerts.escalation.items():
+        for step in policy.steps:
+            unknown = sorted(set(step.channels) - set(ALERT_CHANNELS))
+            if unknown:
+                problems.append((f"alerts.escalation.{severity}", f"unknown channel(s) {', '.join(unknown)}: "
+                                 f"use {', '.join(ALERT_CHANNELS)}"))
     for i, replica in enumerate(settings.database.replicas):
         if not replica.url:
             problems.append((f"database.replicas.{i}.url", "is empty"))

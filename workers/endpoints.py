@@ -1,4 +1,14 @@
-"""Built-in endpoints served by every worker."""
+"""Built-in endpoints served by every worker.
+
+Which endpoint for whom: load balancers probe ``/readyz`` (503 while the
+worker drains), an orchestrator's liveness probe ``/livez`` (the process
+answers), humans and monitors read ``/health`` and ``/api/enterprise/metrics``.
+``/health`` answers "can this instance serve?": its status comes from the
+worker and its required dependencies only. Informational checks (host CPU,
+the health score, alerts: a check with ``informational = True``) are reported
+in its body with their levels but never make it fail: a busy node that serves
+must not be ejected by its load balancer, which would make the others busier.
+"""
 
 from __future__ import annotations
 
@@ -67,7 +77,8 @@ async def health(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS_KEY]
     checks = [_worker_check, *request.app[HEALTH_CHECKS]]
     results = await asyncio.gather(*(_run_check(c, settings.health.timeout) for c in checks))
-    status = max((r["status"] for _, r in results), key=lambda s: _RANK.get(s, 2))
+    required = [r for c, (_, r) in zip(checks, results) if not getattr(c, "informational", False)]
+    status = max((r["status"] for r in required), key=lambda s: _RANK.get(s, 2))
     body = {
         "status": status,
         "serviceId": "cluster",

@@ -16,6 +16,7 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
+from cluster.cli.alerts import alerts_group
 from cluster.cli.autoscale import status_lines
 from cluster.cli.bench import bench
 from cluster.cli.monitoring import print_monitoring, top
@@ -271,6 +272,7 @@ main.add_command(top)
 main.add_command(replicas)
 main.add_command(bench)
 main.add_command(queues_group)
+main.add_command(alerts_group)
 
 
 def run() -> None:

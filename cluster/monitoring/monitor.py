@@ -2,19 +2,23 @@
 
 Every ``monitoring.metrics_interval`` it collects the metrics directory (in an
 executor: it is file I/O), folds dead processes' files, derives the seed's six
-metrics, feeds the alert book and the trends, and hands notifications to the
-channels' dispatcher. It serves the Prometheus text on its own listener
-(``metrics.bind``) and, with its JSON views, on the control socket.
+metrics, feeds the alert book and the trends, runs the escalations, and hands
+notifications to the channels' dispatcher. The alerts' durable state (firing
+alerts, silences, escalations) is saved to the alert store when it changes.
+It serves the Prometheus text on its own listener (``metrics.bind``) and,
+with its JSON views and the alert actions (ack, silences), on the control socket.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
 import time
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -23,10 +27,13 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 
-from cluster.monitoring import health_score
+from cluster.monitoring import ack_links, health_score
+from cluster.monitoring.alert_store import AlertStore, store_for
 from cluster.monitoring.channels import Dispatcher, configured_channels
-from cluster.monitoring.alerts import AlertBook, Thresholds
+from cluster.monitoring.alerts import SEVERITIES, AlertBook, Lifecycle, Notification, Thresholds
+from cluster.monitoring.escalation import Escalations
 from cluster.supervisor.children import process_figures
+from cluster.supervisor.control import _body as _json_body, _error
 from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
@@ -36,6 +43,7 @@ if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
 
 log = logging.getLogger("cluster.monitoring.monitor")
+STORE_LOAD_ATTEMPTS = 20
 METRICS: dict[str, str] = {
     "cpu": "%",
     "memory": "%",
@@ -69,7 +77,12 @@ class Monitor:
         self.supervisor = supervisor
         self.store = MetricsStore(supervisor.metrics_dir)
         mon = supervisor.settings.monitoring
-        self.book = AlertBook(for_seconds=mon.alert_for, cooldown=mon.alert_cooldown)
+        self.book = AlertBook(Lifecycle.from_settings(mon), started=time.time())
+        self.escalations = Escalations(supervisor.settings.alerts.escalation)
+        self.ack_secret = b""
+        self.alert_store: AlertStore | None = None
+        self._saved = ""
+        self._loaded = False
         self.window = HttpWindow(mon.window)
         self.history: dict[str, deque[tuple[float, float]]] = {m: deque() for m in METRICS}
         self.last: dict[str, Any] = {}
@@ -83,6 +96,9 @@ class Monitor:
 
     async def start(self) -> None:
         psutil.cpu_percent(None)  # the first call only primes the counter
+        alerts = self.supervisor.settings.alerts
+        self.ack_secret = ack_links.install_secret(self.supervisor.state_dir, alerts.ack_secret)
+        self.alert_store = store_for(self.supervisor.settings.redis.url, str(self.supervisor.state_dir))
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._start_dispatcher()
         await self._start_listener()
@@ -98,17 +114,27 @@ class Monitor:
             await self._listener.cleanup()
         if self._session is not None:
             await self._session.close()
+        if self.alert_store is not None:
+            await self.save_state()
+            await self.alert_store.close()
 
     def _start_dispatcher(self) -> None:
         assert self._session is not None
+        alerts = self.supervisor.settings.alerts
         cluster = {"host": socket.gethostname(), "state_dir": str(self.supervisor.state_dir)}
-        self.dispatcher = Dispatcher(configured_channels(self.supervisor.settings.alerts, self._session), cluster)
+        self.dispatcher = Dispatcher(configured_channels(alerts, self._session), cluster, alerts.group_wait,
+                                     self.ack_link)
         self.dispatcher.start()
 
+    def ack_link(self, alert_id: str) -> str | None:
+        base = self.supervisor.settings.alerts.ack_base_url
+        return ack_links.link(base, self.ack_secret, alert_id) if base else None
+
     async def reload(self) -> None:
-        """Thresholds are read at every tick; timings and channels are taken from the new settings here."""
+        """Thresholds are read at every tick; timings, policies and channels are taken from the new settings here."""
         mon = self.supervisor.settings.monitoring
-        self.book.for_seconds, self.book.cooldown, self.window.window = mon.alert_for, mon.alert_cooldown, mon.window
+        self.book.lifecycle, self.window.window = Lifecycle.from_settings(mon), mon.window
+        self.escalations.policies = self.supervisor.settings.alerts.escalation
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         self._start_dispatcher()
@@ -132,7 +158,36 @@ class Monitor:
         self._listener = runner
         log.info("metrics listener on %s", bind, extra={"bind": bind})
 
+    async def _load_state(self) -> None:
+        """Take back the alerts, silences and escalations of the previous run (Redis may still be starting)."""
+        assert self.alert_store is not None
+        state = None
+        for attempt in range(1, STORE_LOAD_ATTEMPTS + 1):
+            try:
+                state = await self.alert_store.load()
+                break
+            except Exception as exc:  # redis-py raises many types; none may stop the monitor
+                if attempt == STORE_LOAD_ATTEMPTS:
+                    log.error("cannot load the alert state from %s: %s", self.alert_store.where, exc)
+                await asyncio.sleep(0.5)
+        if state:
+            self.book.restore(state.get("book", {}))
+            self.escalations.restore(state.get("escalations", []))
+            log.info("alert state restored from %s", self.alert_store.where,
+                     extra={"alerts": len(self.book.active), "escalations": len(self.escalations.running)})
+        self._loaded = True
+
+    async def save_state(self) -> None:
+        """Write the durable state when it changed since the last write."""
+        assert self.alert_store is not None
+        state = {"book": self.book.durable_state(), "escalations": self.escalations.durable_state()}
+        encoded = json.dumps(state, sort_keys=True)
+        if encoded != self._saved:
+            await self.alert_store.save(state)
+            self._saved = encoded
+
     async def _run(self) -> None:
+        await self._load_state()
         while True:
             try:
                 await self.tick()
@@ -168,8 +223,7 @@ class Monitor:
         metrics: dict[str, Any] = {}
         for name, value in values.items():
             for note in self.book.evaluate(name, value, thresholds[name], now):
-                assert self.dispatcher is not None
-                self.dispatcher.publish(note)
+                self._publish(self._route(note, now))
             history = self.history[name]
             if value is not None:
                 history.append((now, value))
@@ -185,6 +239,8 @@ class Monitor:
                 "warning": thresholds[name].warning,
                 "critical": thresholds[name].critical,
             }
+        self._escalate(now)
+        await self.save_state()
         score = health_score.score(values, thresholds)
         self.last = {
             "at": now,
@@ -199,6 +255,52 @@ class Monitor:
                        "firing": sum(1 for a in self.book.active.values() if a.state == "firing")},
         }
         return self.last
+
+    # -- alert routing -------------------------------------------------------------
+
+    def _publish(self, note: Notification) -> None:
+        assert self.dispatcher is not None
+        self.dispatcher.publish(note)
+
+    def _route(self, note: Notification, now: float) -> Notification:
+        """Send a firing alert to step 1 of its escalation; repeats and resolution where the escalation reached."""
+        alert_id = note.alert["id"]
+        if note.kind == "firing":
+            channels = self.escalations.start(alert_id, note.alert["severity"], now)
+        else:
+            channels = self.escalations.channels_of(alert_id)
+        if note.kind == "resolved":
+            self._stop_escalation(alert_id, "resolved")
+        return replace(note, channels=channels)
+
+    def _stop_escalation(self, alert_id: str, reason: str) -> None:
+        esc = self.escalations.stop(alert_id, reason)
+        if esc is not None:
+            log.info("escalation of alert %s stopped: %s", alert_id, reason,
+                     extra={"alert_id": alert_id, "reason": reason, "steps": esc.history})
+
+    def _escalate(self, now: float) -> None:
+        for due in self.escalations.due(now):
+            alert = self.book.active.get(due.alert_id)
+            if alert is None or alert.acknowledged:
+                self._stop_escalation(due.alert_id, "resolved" if alert is None else "acknowledged")
+                continue
+            if alert.inhibited or alert.silenced:
+                continue
+            log.info("alert %s escalates: step %d to %s", alert.id, due.step, ", ".join(due.channels),
+                     extra={"alert_id": alert.id, "step": due.step, "channels": list(due.channels)})
+            self._publish(Notification("escalation", alert.to_dict(), due.channels, due.step))
+        self.escalations.forget(set(self.book.active))
+
+    async def acknowledge(self, alert_id: str, by: str) -> dict[str, Any] | None:
+        """Acknowledge an active alert: no more repeats, its escalation stops. None when it is not active."""
+        alert = self.book.acknowledge(alert_id, by, time.time())
+        if alert is None:
+            return None
+        self._stop_escalation(alert_id, "acknowledged")
+        log.info("alert %s acknowledged by %s", alert_id, alert.acknowledged_by, extra={"alert": alert.to_dict()})
+        await self.save_state()
+        return alert.to_dict()
 
     # -- surfaces ----------------------------------------------------------------
 
@@ -238,36 +340,86 @@ class Monitor:
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def handle_snapshot(self, request: web.Request) -> web.Response:
-        if not self.last:
+        if not self.last and self._loaded:
             await self.tick()
-        return web.json_response(self.last)
+        # Before the previous run's alerts are back, a tick would announce them again under new ids.
+        return web.json_response(self.last or {"at": None, "starting": True})
 
     async def handle_alerts(self, request: web.Request) -> web.Response:
-        return web.json_response(self.book.snapshot())
+        return web.json_response({**self.book.snapshot(), "escalations": self.escalations.durable_state()})
 
-    async def handle_resolve(self, request: web.Request) -> web.Response:
-        alert_id = request.match_info["alert_id"]
-        alert = self.book.acknowledge(alert_id)
+    async def handle_ack(self, request: web.Request) -> web.Response:
+        """Acknowledge (CLI, control API, dashboard); ``/resolve`` is the older name of the same action."""
+        body = await _json_body(request)
+        alert = await self.acknowledge(request.match_info["alert_id"], str(body.get("by") or "control API"))
         if alert is None:
-            return web.json_response({"error": f"no active alert {alert_id}", "status": 404}, status=404)
-        log.info("alert %s acknowledged", alert_id, extra={"alert": alert.to_dict()})
-        return web.json_response(alert.to_dict())
+            return _error(404, f"no active alert {request.match_info['alert_id']}")
+        return web.json_response(alert)
+
+    async def handle_ack_link(self, request: web.Request) -> web.Response:
+        """A signed link's acknowledgement, relayed by a worker: one use, then it does nothing."""
+        alert_id = request.match_info["alert_id"]
+        signature = str((await _json_body(request)).get("signature", ""))
+        if not ack_links.verify(self.ack_secret, alert_id, signature):
+            return _error(403, "the link's signature is not valid")
+        alert = self.book.active.get(alert_id)
+        if alert is None:
+            return _error(404, "this alert is no longer active")
+        if alert.acknowledged:
+            return _error(410, f"already acknowledged by {alert.acknowledged_by}")
+        return web.json_response(await self.acknowledge(alert_id, "signed link"))
+
+    async def handle_silences(self, request: web.Request) -> web.Response:
+        return web.json_response({"silences": self.book.snapshot()["silences"]})
+
+    async def handle_silence(self, request: web.Request) -> web.Response:
+        body = await _json_body(request)
+        metric, severity, duration = body.get("metric"), body.get("severity"), body.get("duration")
+        if metric not in METRICS:
+            return _error(400, f"metric must be one of {', '.join(METRICS)}")
+        if severity not in (None, *SEVERITIES):
+            return _error(400, "severity must be warning, critical or absent (both)")
+        if not isinstance(duration, (int, float)) or duration <= 0:
+            return _error(400, "duration must be a positive number of seconds")
+        silence = self.book.silence(metric, severity, float(duration), time.time(),
+                                    str(body.get("comment") or ""), str(body.get("by") or "control API"))
+        log.info("alerts of %s silenced for %ss", metric, duration, extra={"silence": silence.to_dict()})
+        await self.save_state()
+        return web.json_response(silence.to_dict())
+
+    async def handle_unsilence(self, request: web.Request) -> web.Response:
+        silence = self.book.unsilence(request.match_info["silence_id"])
+        if silence is None:
+            return _error(404, f"no silence {request.match_info['silence_id']}")
+        log.info("silence %s removed", silence.id, extra={"silence": silence.to_dict()})
+        await self.save_state()
+        return web.json_response(silence.to_dict())
 
     def add_control_routes(self, app: web.Application) -> None:
         app.router.add_get("/metrics", self.handle_metrics)
         app.router.add_get("/monitoring", self.handle_snapshot)
         app.router.add_get("/monitoring/alerts", self.handle_alerts)
-        app.router.add_post("/monitoring/alerts/{alert_id}/resolve", self.handle_resolve)
+        app.router.add_post("/monitoring/alerts/{alert_id}/ack", self.handle_ack)
+        app.router.add_post("/monitoring/alerts/{alert_id}/resolve", self.handle_ack)
+        app.router.add_post("/monitoring/alerts/{alert_id}/ack-link", self.handle_ack_link)
+        app.router.add_get("/monitoring/silences", self.handle_silences)
+        app.router.add_post("/monitoring/silences", self.handle_silence)
+        app.router.add_delete("/monitoring/silences/{silence_id}", self.handle_unsilence)
 
     def status(self) -> dict[str, Any]:
         health = self.last.get("health", {})
         return {
             "health": health,
             "alerts": [
-                {k: a[k] for k in ("id", "metric", "severity", "state", "value", "threshold", "acknowledged")}
+                {k: a[k] for k in ("id", "metric", "severity", "state", "value", "threshold", "acknowledged",
+                                   "inhibited", "silenced")}
                 for a in self.book.snapshot()["active"]
             ],
+            "silences": len(self.book.silences),
+            "escalations": [e.to_dict() for e in self.escalations.running.values() if e.stopped is None],
+            "alert_store": self.alert_store.where if self.alert_store else None,
             "channels": self.dispatcher.status() if self.dispatcher else {},
             "metrics_files": self.compactions,
             "metrics_bind": self.supervisor.settings.metrics.bind if self._listener else None,
         }
+

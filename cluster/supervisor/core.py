@@ -21,10 +21,7 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from cluster.supervisor import control
-
-from cluster.supervisor import sd_notify
-from cluster.supervisor import first_boot
+from cluster.supervisor import control, first_boot, sd_notify
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from cluster.supervisor.exposure import warn_if_exposed
 from cluster.supervisor.state_dir import write_file

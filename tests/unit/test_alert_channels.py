@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email.utils
 
 import pytest
 
 from cluster.monitoring import channels as alert_channels
-from cluster.monitoring.channels import ChannelError, Dispatcher, parse_retry_after, retry_delay
-from cluster.monitoring.alerts import AlertBook, Thresholds
+from cluster.monitoring.alerts import AlertBook, Lifecycle, Thresholds
+from cluster.monitoring.channels import ChannelError, Dispatcher, Grouper, headline, parse_retry_after, retry_delay
 
 
 def test_backoff_doubles_up_to_its_ceiling():
@@ -35,9 +36,30 @@ def test_telegram_body_retry_after():
     assert alert_channels._telegram_retry_after("not json") is None
 
 
-def one_note():
-    (note,) = AlertBook(0, 300).evaluate("error_rate", 9.0, Thresholds(1, 5), 0)
+QUICK = Lifecycle(for_warning=0, for_critical=0, clear_for=0, grace=0)
+
+
+def one_note(metric: str = "error_rate"):
+    (note,) = AlertBook(QUICK, 0).evaluate(metric, 9.0, Thresholds(1, 5), 0)
     return note
+
+
+def test_grouper_takes_what_came_within_the_window_of_the_first():
+    grouper = Grouper(10.0)
+    assert grouper.deadline() is None and grouper.take(0) == []
+    notes = [one_note(m) for m in ("cpu", "memory", "error_rate")]
+    grouper.add(notes[0], 100.0)
+    grouper.add(notes[1], 105.0)
+    assert grouper.take(109.9) == []
+    assert grouper.deadline() == 110.0
+    assert grouper.take(110.0) == notes[:2]
+    grouper.add(notes[2], 111.0)
+    assert grouper.take(121.0) == notes[2:]
+
+
+def test_headline_of_one_and_of_several():
+    assert headline([one_note()]) == "CRITICAL: error_rate is 9, threshold 5"
+    assert headline([one_note("cpu"), one_note("memory")]) == "2 alerts: 2 firing"
 
 
 class Flaky:
@@ -75,8 +97,8 @@ def test_a_429_is_retried_after_its_retry_after_and_a_stuck_channel_blocks_no_on
 
     flaky, fine, dispatcher = asyncio.run(scenario())
     assert len(flaky.received) == 1 and len(fine.received) == 1
-    assert flaky.received[0]["alert"]["metric"] == "error_rate"
-    assert flaky.received[0]["kind"] == "firing"
+    (item,) = flaky.received[0]["alerts"]
+    assert item["alert"]["metric"] == "error_rate" and item["kind"] == "firing"
     assert dispatcher.sent["webhook"] == 1 and dispatcher.sent["stuck"] == 0
 
 
@@ -110,3 +132,52 @@ def test_a_full_queue_drops_its_oldest(monkeypatch):
         return dispatcher.status()
 
     assert asyncio.run(scenario())["webhook"]["queued"] == 2
+
+
+def test_five_alerts_within_the_group_window_are_one_message_per_channel():
+    async def scenario():
+        hook, text = Flaky("webhook", []), Flaky("telegram", [])
+        dispatcher = Dispatcher([hook, text], {"host": "h"}, group_wait=0.2)
+        dispatcher.start()
+        for metric in ("cpu", "memory", "error_rate", "response_time", "queue_size"):
+            dispatcher.publish(one_note(metric))
+        for _ in range(300):
+            if hook.received and text.received:
+                break
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.3)  # nothing else may follow
+        await dispatcher.stop()
+        return hook, text
+
+    hook, text = asyncio.run(scenario())
+    assert len(hook.received) == 1 and len(text.received) == 1
+    assert len(hook.received[0]["alerts"]) == 5
+    assert hook.received[0]["summary"] == "5 alerts: 5 firing"
+
+
+def test_a_refusal_is_not_retried():
+    async def scenario():
+        refusing = Flaky("sms", [ChannelError("400", permanent=True), ChannelError("400", permanent=True)])
+        dispatcher = Dispatcher([refusing], {"host": "h"})
+        dispatcher.start()
+        dispatcher.publish(one_note())
+        for _ in range(200):
+            if dispatcher.failed["sms"]:
+                break
+            await asyncio.sleep(0.01)
+        await dispatcher.stop()
+        return refusing, dispatcher
+
+    refusing, dispatcher = asyncio.run(scenario())
+    assert dispatcher.failed["sms"] == 1 and len(refusing.failures) == 1
+
+
+def test_a_note_goes_only_to_its_channels_and_the_log():
+    async def scenario():
+        log_channel, hook, sms = Flaky("log", []), Flaky("webhook", []), Flaky("sms", [])
+        dispatcher = Dispatcher([log_channel, hook, sms], {"host": "h"})
+        dispatcher.publish(dataclasses.replace(one_note(), channels=("sms",)))
+        return dispatcher.status()
+
+    status = asyncio.run(scenario())
+    assert {name: s["queued"] for name, s in status.items()} == {"log": 1, "webhook": 0, "sms": 1}

@@ -1,146 +1,199 @@
-"""The alert state machine: thresholds, pending, cooldown, escalation, suppression, resolve."""
+"""The alert state machine: grace, for, hysteresis, repeats, inhibition, silences, acknowledgement."""
 
 from __future__ import annotations
 
-from hypothesis import given
+from itertools import count
+
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cluster.monitoring.alerts import AlertBook, Thresholds, fingerprint
+from cluster.monitoring.alerts import AlertBook, Lifecycle, Thresholds
 
-T = Thresholds(warning=1.0, critical=5.0)
+T = Thresholds(warning=70.0, critical=90.0)
+DEFAULTS = Lifecycle()
+QUICK = Lifecycle(for_warning=0, for_critical=0, clear_for=0, hysteresis=0, grace=0)
+
+
+def book(life: Lifecycle = DEFAULTS, started: float = 0.0) -> AlertBook:
+    ids = count(1)
+    return AlertBook(life, started, new_id=lambda: f"a{next(ids)}")
 
 
 def kinds(notes):
     return [(n.kind, n.alert["severity"]) for n in notes]
 
 
+def run(b: AlertBook, samples, metric="cpu", step=5.0, start=0.0):
+    """Feed ``samples`` every ``step`` seconds; every notification with its time."""
+    out = []
+    for i, value in enumerate(samples):
+        now = start + i * step
+        out += [(now, n) for n in b.evaluate(metric, value, T, now)]
+    return out
+
+
 def test_levels_are_inclusive_at_each_threshold():
     assert T.level(None) == "ok"
-    assert T.level(0.99) == "ok"
-    assert T.level(1.0) == "warning"
-    assert T.level(4.99) == "warning"
-    assert T.level(5.0) == "critical"
+    assert T.level(69.9) == "ok"
+    assert T.level(70.0) == "warning"
+    assert T.level(90.0) == "critical"
 
 
-def test_fingerprint_is_stable_and_label_order_free():
-    a = fingerprint({"alertname": "cpu", "severity": "warning"})
-    assert a == fingerprint({"severity": "warning", "alertname": "cpu"})
-    assert a != fingerprint({"alertname": "cpu", "severity": "critical"})
-    assert len(a) == 16
+def test_defaults_nothing_fires_in_the_first_minute_of_a_saturated_host():
+    notes = run(book(), [100.0] * 60, step=1.0)  # one sample a second for a minute
+    assert notes == []
 
 
-def test_pending_until_the_condition_held_for_the_for_duration():
-    book = AlertBook(for_seconds=30, cooldown=300)
-    assert book.evaluate("cpu", 2.0, T, 0) == []
-    (alert,) = book.snapshot()["active"]
-    assert alert["state"] == "pending"
-    assert book.evaluate("cpu", 2.0, T, 29) == []
-    assert kinds(book.evaluate("cpu", 2.0, T, 30)) == [("firing", "warning")]
+def test_defaults_a_saturated_host_fires_critical_after_grace_plus_for():
+    notes = run(book(), [100.0] * 40, step=5.0)  # 0..195 s
+    assert [(t, n.kind, n.alert["severity"]) for t, n in notes] == [(90.0, "firing", "critical")]
+
+
+def test_the_for_clock_starts_after_the_grace():
+    b = book(Lifecycle(grace=60, for_warning=60))
+    notes = run(b, [75.0] * 30, step=5.0)
+    assert [t for t, _ in notes] == [120.0]
+
+
+def test_zero_for_is_still_allowed():
+    b = book(Lifecycle(for_warning=0, for_critical=0, grace=0))
+    assert kinds(b.evaluate("cpu", 75.0, T, 0)) == [("firing", "warning")]
 
 
 def test_pending_that_clears_before_firing_goes_silently():
-    book = AlertBook(for_seconds=30, cooldown=300)
-    book.evaluate("cpu", 2.0, T, 0)
-    assert book.evaluate("cpu", 0.5, T, 10) == []
-    assert book.snapshot() == {"active": [], "recent": [book.snapshot()["recent"][0]]}
-    assert book.snapshot()["recent"][0]["notified"] is False
+    b = book(Lifecycle(grace=0))
+    assert b.evaluate("cpu", 75.0, T, 0) == []
+    assert b.snapshot()["active"][0]["state"] == "pending"
+    assert b.evaluate("cpu", 50.0, T, 10) == []
+    assert b.snapshot()["active"] == []
+    assert b.snapshot()["recent"][0]["announced"] is False
 
 
-def test_repeats_no_sooner_than_the_cooldown():
-    book = AlertBook(for_seconds=0, cooldown=300)
-    assert kinds(book.evaluate("cpu", 2.0, T, 0)) == [("firing", "warning")]
-    for t in range(5, 300, 5):
-        assert book.evaluate("cpu", 2.0, T, t) == []
-    assert kinds(book.evaluate("cpu", 2.0, T, 300)) == [("repeat", "warning")]
-    assert book.evaluate("cpu", 2.0, T, 301) == []
+def test_resolves_only_after_clear_for_below_the_resolve_threshold_and_carries_the_value():
+    b = book(Lifecycle(grace=0, for_warning=0, clear_for=60, hysteresis=0.1))
+    b.evaluate("cpu", 75.0, T, 0)
+    assert b.evaluate("cpu", 65.0, T, 10) == []  # below 70 but not below 63: still firing
+    assert b.evaluate("cpu", 60.0, T, 20) == []  # clear from now on
+    assert b.evaluate("cpu", 50.0, T, 79) == []
+    (resolved,) = b.evaluate("cpu", 41.5, T, 80)
+    assert resolved.kind == "resolved"
+    assert resolved.alert["value"] == 41.5
+    assert resolved.summary == "RESOLVED warning: cpu is 41.5, below 63 (threshold 70)"
 
 
-def test_warning_escalates_to_critical_at_once_despite_for():
-    book = AlertBook(for_seconds=60, cooldown=300)
-    book.evaluate("err", 2.0, T, 0)
-    assert kinds(book.evaluate("err", 2.0, T, 60)) == [("firing", "warning")]
-    # the critical condition has held for no time at all, yet fires now
-    assert kinds(book.evaluate("err", 9.0, T, 61)) == [("firing", "critical")]
+def test_a_sample_back_above_the_resolve_threshold_restarts_the_clear_clock():
+    b = book(Lifecycle(grace=0, for_warning=0, clear_for=60))
+    b.evaluate("cpu", 75.0, T, 0)
+    b.evaluate("cpu", 50.0, T, 10)
+    b.evaluate("cpu", 64.0, T, 50)  # back into the band: not clear
+    assert b.evaluate("cpu", 50.0, T, 80) == []
+    assert kinds(b.evaluate("cpu", 50.0, T, 140)) == [("resolved", "warning")]
 
 
-def test_critical_from_ok_waits_for_for_like_any_alert():
-    book = AlertBook(for_seconds=60, cooldown=300)
-    assert book.evaluate("err", 9.0, T, 0) == []
-    assert kinds(book.evaluate("err", 9.0, T, 60)) == [("firing", "critical")]
+def test_repeats_per_severity_interval_and_not_after_acknowledge():
+    b = book(Lifecycle(grace=0, for_warning=0, repeat_warning=300))
+    (note,) = b.evaluate("cpu", 75.0, T, 0)
+    assert all(b.evaluate("cpu", 75.0, T, t) == [] for t in range(5, 300, 5))
+    assert kinds(b.evaluate("cpu", 75.0, T, 300)) == [("repeat", "warning")]
+    assert b.acknowledge(note.alert["id"], "cli", 301).acknowledged_by == "cli"
+    assert b.evaluate("cpu", 75.0, T, 10_000) == []
 
 
-def test_critical_suppresses_the_warning_of_the_same_metric():
-    book = AlertBook(for_seconds=0, cooldown=10)
-    assert kinds(book.evaluate("err", 9.0, T, 0)) == [("firing", "critical")]
-    states = {a["severity"]: a["state"] for a in book.snapshot()["active"]}
-    assert states == {"critical": "firing", "warning": "suppressed"}
-    # repeats of the critical only, never of the suppressed warning
-    assert kinds(book.evaluate("err", 9.0, T, 10)) == [("repeat", "critical")]
+def test_critical_inhibits_the_warning_which_is_announced_once_the_critical_resolves():
+    b = book(QUICK)
+    assert kinds(b.evaluate("cpu", 95.0, T, 0)) == [("firing", "critical")]
+    states = {a["severity"]: (a["state"], a["inhibited"]) for a in b.snapshot()["active"]}
+    assert states == {"critical": ("firing", False), "warning": ("firing", True)}
+    assert kinds(b.evaluate("cpu", 75.0, T, 1)) == [("resolved", "critical"), ("firing", "warning")]
+    assert kinds(b.evaluate("cpu", 10.0, T, 2)) == [("resolved", "warning")]
 
 
-def test_critical_suppression_does_not_touch_other_metrics():
-    book = AlertBook(for_seconds=0, cooldown=300)
-    book.evaluate("err", 9.0, T, 0)
-    assert kinds(book.evaluate("cpu", 2.0, T, 0)) == [("firing", "warning")]
+def test_an_inhibited_never_announced_warning_resolves_silently():
+    b = book(QUICK)
+    b.evaluate("cpu", 95.0, T, 0)
+    assert kinds(b.evaluate("cpu", 10.0, T, 1)) == [("resolved", "critical")]
 
 
-def test_deescalation_resolves_the_critical_and_notifies_the_warning_again():
-    book = AlertBook(for_seconds=0, cooldown=300)
-    book.evaluate("err", 2.0, T, 0)
-    book.evaluate("err", 9.0, T, 1)
-    assert kinds(book.evaluate("err", 2.0, T, 2)) == [("resolved", "critical"), ("firing", "warning")]
+def test_silence_withholds_until_it_expires_then_announces_if_still_firing():
+    b = book(QUICK)
+    silence = b.silence("cpu", None, 100.0, now=0)
+    assert b.evaluate("cpu", 75.0, T, 10) == []
+    assert b.snapshot()["active"][0]["silenced"] is True
+    assert kinds(b.evaluate("cpu", 75.0, T, 100)) == [("firing", "warning")]
+    assert silence.id not in b.silences
 
 
-def test_resolved_notification_for_every_notified_alert_when_back_to_ok():
-    book = AlertBook(for_seconds=0, cooldown=300)
-    book.evaluate("err", 2.0, T, 0)  # warning notified
-    book.evaluate("err", 9.0, T, 1)  # critical fires, warning suppressed
-    assert kinds(book.evaluate("err", 0.0, T, 2)) == [("resolved", "critical"), ("resolved", "warning")]
-    assert book.snapshot()["active"] == []
-    assert [a["state"] for a in book.snapshot()["recent"]] == ["resolved", "resolved"]
+def test_silence_of_one_severity_and_removal():
+    b = book(QUICK)
+    silence = b.silence("cpu", "critical", 3600.0, now=0)
+    assert b.evaluate("cpu", 95.0, T, 1) == []  # the critical is silenced; it still inhibits the warning
+    assert b.unsilence(silence.id) is silence
+    assert kinds(b.evaluate("cpu", 95.0, T, 2)) == [("firing", "critical")]
+    assert b.unsilence(silence.id) is None
 
 
-def test_a_suppressed_never_notified_warning_resolves_silently():
-    book = AlertBook(for_seconds=0, cooldown=300)
-    book.evaluate("err", 9.0, T, 0)
-    assert kinds(book.evaluate("err", 0.0, T, 1)) == [("resolved", "critical")]
+def test_ids_are_random_and_new_per_episode():
+    b = AlertBook(QUICK, 0)
+    (first,) = b.evaluate("cpu", 75.0, T, 0)
+    b.evaluate("cpu", 10.0, T, 1)
+    (second,) = b.evaluate("cpu", 75.0, T, 2)
+    assert first.alert["id"] != second.alert["id"]
+    assert len(first.alert["id"]) == 32 and int(first.alert["id"], 16) >= 0
 
 
-def test_acknowledge_stops_repeats_until_resolved():
-    book = AlertBook(for_seconds=0, cooldown=10)
-    (note,) = book.evaluate("cpu", 2.0, T, 0)
-    assert book.acknowledge(note.alert["id"]) is not None
-    assert book.evaluate("cpu", 2.0, T, 100) == []
-    assert kinds(book.evaluate("cpu", 0.0, T, 101)) == [("resolved", "warning")]
-    assert book.acknowledge(note.alert["id"]) is None
+def test_durable_state_round_trip_keeps_the_id_and_the_announcement():
+    b = book(QUICK)
+    (note,) = b.evaluate("cpu", 75.0, T, 0)
+    b.silence("memory", None, 3600, now=0)
+    restored = book(DEFAULTS, started=1000)
+    restored.restore(b.durable_state())
+    # in the grace of the new run: no second "firing" for the same alert, and it resolves normally
+    assert restored.evaluate("cpu", 75.0, T, 1001) == []
+    assert restored.find("cpu", "warning").id == note.alert["id"]
+    assert set(restored.silences) == set(b.silences)
+    restored.evaluate("cpu", 10.0, T, 1002)
+    assert kinds(restored.evaluate("cpu", 10.0, T, 1062)) == [("resolved", "warning")]
 
 
-def test_recent_is_bounded():
-    book = AlertBook(for_seconds=0, cooldown=0, recent_limit=3)
-    for t in range(10):
-        book.evaluate("cpu", 2.0, T, 2 * t)
-        book.evaluate("cpu", 0.0, T, 2 * t + 1)
-    assert len(book.snapshot()["recent"]) == 3
+values = st.floats(min_value=0, max_value=150, allow_nan=False)
+gaps = st.floats(min_value=0.1, max_value=120)
 
 
-def test_summary_names_metric_value_and_threshold():
-    book = AlertBook(for_seconds=0, cooldown=300)
-    (note,) = book.evaluate("error_rate", 9.5, T, 0)
-    assert note.summary == "CRITICAL: error_rate is 9.5, threshold 5"
-    (resolved,) = book.evaluate("error_rate", 0.0, T, 1)
-    assert resolved.summary.startswith("RESOLVED critical: error_rate")
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(gaps, values), min_size=1, max_size=200),
+       st.sampled_from([Lifecycle(), QUICK, Lifecycle(for_warning=0, for_critical=0, clear_for=0, grace=0,
+                                                      repeat_warning=50, repeat_critical=20)]))
+def test_no_sample_sequence_notifies_an_alert_more_than_once_per_repeat_interval(samples, life):
+    b = book(life)
+    last: dict[str, float] = {}
+    resolved_at: dict[str, float] = {}
+    announced: dict[str, float] = {}
+    now = 0.0
+    for gap, value in samples:
+        now += gap
+        for note in b.evaluate("cpu", value, T, now):
+            a = note.alert
+            if note.kind == "resolved":
+                resolved_at[a["severity"]] = now
+                continue
+            if a["id"] in last:
+                assert note.kind == "repeat"
+                assert now - last[a["id"]] >= life.repeat(a["severity"])
+            else:
+                assert note.kind == "firing"
+                # a new episode of the same alert needs the old one clear for clear_for, then for
+                previous = resolved_at.get(a["severity"])
+                if previous is not None:
+                    assert now - previous >= life.for_seconds(a["severity"])
+            last[a["id"]] = now
+            announced[a["severity"]] = now
 
 
-@given(st.lists(st.floats(min_value=0, max_value=10), min_size=1, max_size=60))
-def test_firing_notifications_never_outnumber_the_episodes_when_cooldown_is_long(values):
-    """With an endless cooldown each alert notifies 'firing' at most once per episode."""
-    book = AlertBook(for_seconds=0, cooldown=1e9)
-    fired: dict[str, int] = {}
-    resolved: dict[str, int] = {}
-    for t, value in enumerate(values):
-        for note in book.evaluate("m", value, T, t):
-            target = resolved if note.kind == "resolved" else fired
-            target[note.alert["severity"]] = target.get(note.alert["severity"], 0) + 1
-            assert note.kind != "repeat"
-    for severity, count in resolved.items():
-        assert count <= fired.get(severity, 0)
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.floats(min_value=63.5, max_value=89.0), min_size=1, max_size=300), gaps)
+def test_a_value_oscillating_around_the_threshold_within_the_band_never_flaps(samples, gap):
+    """Once above 70, anything that stays above 63 (70 less 10 %) is one alert: one firing, no resolve."""
+    b = book(Lifecycle(grace=0))
+    notes = run(b, [75.0] * 20 + samples, step=gap)
+    assert [n.kind for _, n in notes if n.alert["severity"] == "warning"].count("firing") <= 1
+    assert not [n for _, n in notes if n.kind == "resolved"]

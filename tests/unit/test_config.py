@@ -33,7 +33,8 @@ def test_defaults_are_the_seed_systems() -> None:
              for p in ("high", "medium", "low", "background")]
     assert pools == [(4, 5, 10000), (3, 10, 10000), (2, 30, 10000), (1, 60, 10000)]
     assert s.database.health_check_interval == 15
-    assert (s.monitoring.alert_cooldown, s.monitoring.metrics_interval) == (300, 5)
+    # the seed's single 5-minute cooldown became per-severity repeat intervals (it still overrides both when set)
+    assert (s.monitoring.alert_cooldown, s.monitoring.metrics_interval) == (None, 5)
     m = s.monitoring
     assert (m.cpu_warning, m.cpu_critical, m.memory_warning, m.memory_critical) == (70, 90, 80, 95)
     assert (m.response_time_warning, m.response_time_critical, m.error_rate_warning, m.error_rate_critical) == (1, 3, 1, 5)

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
+import pytest
 import yaml
 
 from cluster.monitoring.monitor import METRICS
@@ -34,9 +37,15 @@ def test_prometheus_rules_match_the_builtin_thresholds():
         threshold = float(re.search(r">=\s*([0-9.]+)\s*$", rule["expr"]).group(1))
         assert threshold == getattr(defaults, f"{metric}_{severity}"), rule["alert"]
         assert "[1m]" in rule["expr"] or "rate" not in rule["expr"]  # the built-in 60 s window
+        assert prom_seconds(rule["for"]) == getattr(defaults, f"alert_for_{severity}"), rule["alert"]
         seen.add((metric, severity))
     assert seen == {(m, s) for m in METRICS for s in ("warning", "critical")}
-    assert defaults.window == 60 and defaults.alert_for == 0
+    assert defaults.window == 60
+
+
+def prom_seconds(duration: str) -> float:
+    """A Prometheus duration ('1m', '30s', '1m30s') in seconds."""
+    return sum(float(n) * {"s": 1, "m": 60, "h": 3600}[u] for n, u in re.findall(r"(\d+)([smh])", duration))
 
 
 def test_dashboard_queries_only_known_metrics():
@@ -47,3 +56,10 @@ def test_dashboard_queries_only_known_metrics():
         bare = re.sub(r'"[^"]*"|\[\d+[smh]\]', "", expr)
         names = set(re.findall(r"[a-z_][a-z0-9_]*", bare)) - PROMQL_WORDS
         assert names <= KNOWN, (expr, names - KNOWN)
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) is not installed")
+def test_promtool_checks_and_tests_the_rules():
+    for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
+        result = subprocess.run(["promtool", *args], cwd=ROOT / "config/prometheus", capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout + result.stderr
