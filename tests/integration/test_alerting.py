@@ -115,7 +115,8 @@ def test_saturated_host_with_defaults_no_alert_in_the_grace_and_health_stays_200
 
 
 def escalation_env(receivers: dict[str, Any]) -> dict[str, str]:
-    policy = {"critical": {"repeat": 3, "steps": [
+    # many rounds: however slow the restart, the chain is still running when the test acknowledges
+    policy = {"critical": {"repeat": 50, "steps": [
         {"channels": ["webhook"], "escalate_after_minutes": STEP_MINUTES},
         {"channels": ["telegram", "email"], "escalate_after_minutes": STEP_MINUTES},
         {"channels": ["sms"], "escalate_after_minutes": STEP_MINUTES},
@@ -177,14 +178,13 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
         ack = second.cli("alerts", "ack", cpu["id"])
         assert ack.returncode == 0 and f"acknowledged {cpu['id']}" in ack.stdout, ack.stderr
         acked_at = time.time()
-        count_at_ack = sum(len(cpu_texts(receivers, c)) for c in ("webhook", "telegram", "email", "sms"))
         listed = json.loads(second.cli("alerts", "list", "--json").stdout)
         (alert,) = [a for a in listed["active"] if a["id"] == cpu["id"]]
         assert alert["acknowledged_by"] == "cli"
         (esc,) = [e for e in listed["escalations"] if e["alert_id"] == cpu["id"]]
         assert esc["stopped"] == "acknowledged"
         steps = [h["step"] for h in esc["history"]]
-        assert steps[:2] == [1, 2] and steps == sorted(set(steps)) and steps[-1] < 9, steps
+        assert steps[:2] == [1, 2] and steps == sorted(set(steps)), steps
 
         # a signed one-time link acknowledges a warning: the GET is only a confirmation page
         warning = next(a for _, m in received(receivers)["webhook"] for a in m["alerts"]
@@ -212,9 +212,11 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
         def monitor_time() -> float:
             return json.loads(http_get(f"{second.url}/api/enterprise/metrics")[2])["at"]
         wait_for(lambda: monitor_time() > acked_at + 3 * STEP_MINUTES * 60, 120, 0.5, "the monitor to move on")
+        listed = json.loads(second.cli("alerts", "list", "--json").stdout)
+        assert [[h["step"] for h in e["history"]] for e in listed["escalations"] if e["alert_id"] == cpu["id"]] == [
+            steps]
     finally:
         second.close()
-    assert sum(len(cpu_texts(receivers, c)) for c in ("webhook", "telegram", "email", "sms")) == count_at_ack
 
     # the whole timeline, as each channel received the cpu alert
     timeline = sorted((at, channel, kind) for channel, messages in received(receivers).items()
@@ -227,6 +229,8 @@ def test_grouped_messages_escalation_across_a_restart_ack_links_and_silences(
     assert kinds[0] == ("webhook", "firing") and [k for k in kinds if k[1] == "firing"] == [kinds[0]], lines
     assert {("telegram", "escalation step 2"), ("email", "escalation step 2")} <= set(kinds), lines
     assert any(channel == "sms" and kind.startswith("escalation step") for channel, kind in kinds), lines
+    # nothing after the acknowledgement: no step beyond the last one it recorded
+    assert max(int(kind.rsplit(" ", 1)[1]) for _, kind in kinds if kind.startswith("escalation")) == steps[-1]
     # each step no sooner than its time in the policy (times from the supervisor's own record)
     offsets = [h["at"] - esc["started"] for h in esc["history"]]
     assert all(offset >= (h["step"] - 1) * STEP_MINUTES * 60 for offset, h in zip(offsets, esc["history"])), offsets

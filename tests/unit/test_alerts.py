@@ -197,3 +197,11 @@ def test_a_value_oscillating_around_the_threshold_within_the_band_never_flaps(sa
     notes = run(b, [75.0] * 20 + samples, step=gap)
     assert [n.kind for _, n in notes if n.alert["severity"] == "warning"].count("firing") <= 1
     assert not [n for _, n in notes if n.kind == "resolved"]
+
+
+def test_lifecycle_from_settings_defaults_and_the_seed_overrides():
+    from config.settings import MonitoringSettings
+
+    assert Lifecycle.from_settings(MonitoringSettings()) == Lifecycle()
+    seed = Lifecycle.from_settings(MonitoringSettings(alert_for=0, alert_cooldown=300))
+    assert (seed.for_warning, seed.for_critical, seed.repeat_warning, seed.repeat_critical) == (0, 0, 300, 300)
