@@ -136,6 +136,7 @@ class Consumer:
         self._slot_free = asyncio.Event()
         self._gathered = False
         self._flush_needed = asyncio.Event()
+        self._flush_lock = asyncio.Lock()  # one flush at a time: a dying consumer's last one waits for the one in flight
         self._stopping = asyncio.Event()
         self._dying = False
         self._ack = self.redis.register_script(ACK_DONE)
@@ -518,6 +519,10 @@ class Consumer:
     async def _flush(self) -> None:
         """Send every finished outcome (and the start of jobs still running) in one transaction;
         on a Redis error keep them for the next try."""
+        async with self._flush_lock:
+            await self._flush_now()
+
+    async def _flush_now(self) -> None:
         done, failures, starts = self.done, self.failures, self.starts
         self.done, self.failures, self.starts = [], [], []
         # A job that already finished skips the "running" state.
@@ -533,6 +538,7 @@ class Consumer:
                 for job_id, at in running:
                     pipe.hset(self.keys.job(job_id), mapping={"state": "running", "consumer": self.name,
                                                               "started_at": at})
+                    pipe.expire(self.keys.job(job_id), QUEUED_JOB_TTL)
                 if done:
                     await self._ack(keys=stream_keys, client=pipe, args=self._ack_args(done))
                 now = time.time()
