@@ -8,8 +8,9 @@ import signal
 import sys
 from pathlib import Path
 
-from config import PRIORITIES, Settings
+from config import PRIORITIES, Settings, mask_text
 from observability.logs import configure as configure_logs
+from observability.logs import redact_with
 from queues import api, registry
 from queues.client import QueueClient
 from queues.connection import async_client
@@ -50,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     settings = Settings.model_validate_json(Path(args[0]).read_text())
     configure_logs(f"queue-{args[1]}", settings.server.log_level)
+    redact_with(mask_text)
     try:
         registry.load_jobs_module(settings.queues.jobs_module)
     except Exception:

@@ -29,8 +29,8 @@ from gunicorn.arbiter import Arbiter
 
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
 from cluster.supervisor.state_dir import write_file
-from config import Settings
-from observability.logs import ContextFilter, configure, json_formatter, set_role
+from config import Settings, mask_text
+from observability.logs import ContextFilter, configure, json_formatter, redact_with, set_role
 from observability.metrics import CHILD_RESTARTS, mark_dead
 from workers.app import build_runner
 from workers.state import WORKER_STATE
@@ -210,6 +210,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     tier = HttpTier(Path(args[0]))
     configure("http-arbiter", tier.settings.server.log_level)
+    redact_with(mask_text)
     tier.run()
 
 

@@ -120,9 +120,11 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     from cluster.supervisor.features import install
     from cluster.supervisor.core import Supervisor, SupervisorError
     from cluster.supervisor.state_dir import StateDirError
-    from observability.logs import configure
+    from config import mask_text
+    from observability.logs import configure, redact_with
 
     configure("supervisor", loaded.settings.server.log_level)
+    redact_with(mask_text)
     for line in warnings:
         logging.getLogger("cluster.supervisor.preflight").warning(line)
     supervisor = Supervisor(loaded, {"config_file": config_file, "overrides": overrides})

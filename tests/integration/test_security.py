@@ -32,6 +32,12 @@ from workers.app import build_app
 pytestmark = pytest.mark.integration
 TOKEN = "adm-" + "7f3c9e1d5b2a4c6e8f0a1b3d5e7f9a2c"
 PUBLIC = ("/ping", "/livez", "/readyz", "/health")
+# The queue tier with one pool process: the job routes answer, and the two cores stay free.
+ONE_POOL = {
+    "CLUSTER_QUEUES_JOBS_MODULE": "tests.queues.jobs",
+    "CLUSTER_QUEUES_MEDIUM_WORKERS": "0", "CLUSTER_QUEUES_LOW_WORKERS": "0",
+    "CLUSTER_QUEUES_BACKGROUND_WORKERS": "0", "CLUSTER_QUEUES_HIGH_WORKERS": "1",
+}
 
 
 def builtin_routes() -> list[tuple[str, str]]:
@@ -72,7 +78,8 @@ def outside() -> str:
 def test_every_admin_route_refuses_strangers_and_proxies_and_serves_the_token(
         cluster_factory: Callable[..., ClusterProcess], outside: str) -> None:
     remote_port = free_port()
-    cluster = cluster_factory("--bind", f"{outside}:{remote_port}", env={"CLUSTER_ADMIN_TOKEN": TOKEN})
+    cluster = cluster_factory("--bind", f"{outside}:{remote_port}", env={"CLUSTER_ADMIN_TOKEN": TOKEN, **ONE_POOL},
+                              queues=True)
     remote, local = f"http://{outside}:{remote_port}", cluster.url
     json_type = {"Content-Type": "application/json"}
     bearer = {"Authorization": f"Bearer {TOKEN}", **json_type}
@@ -218,9 +225,7 @@ def test_planted_secrets_never_reach_a_log_line_an_error_or_a_status(
     env = {
         "REDIS_URL": f"redis://:{secrets['redis password']}@127.0.0.1:{redis.port}/0",
         "CLUSTER_ADMIN_TOKEN": secrets["admin token"],
-        "CLUSTER_QUEUES_JOBS_MODULE": "tests.queues.jobs",
-        "CLUSTER_QUEUES_MEDIUM_WORKERS": "0", "CLUSTER_QUEUES_LOW_WORKERS": "0",
-        "CLUSTER_QUEUES_BACKGROUND_WORKERS": "0", "CLUSTER_QUEUES_HIGH_WORKERS": "1",
+        **ONE_POOL,
         # Memory above 0.1 % always: alerts fire at once, and every channel fails.
         "CLUSTER_MONITORING_MEMORY_WARNING": "0", "CLUSTER_MONITORING_MEMORY_CRITICAL": "0.1",
         "CLUSTER_MONITORING_METRICS_INTERVAL": "0.5",
@@ -284,9 +289,7 @@ def test_a_full_redis_answers_enqueues_with_503_and_the_operator_can_purge_delay
         cluster_factory: Callable[..., ClusterProcess]) -> None:
     env = {
         "CLUSTER_REDIS_MAXMEMORY_MB": "3",
-        "CLUSTER_QUEUES_JOBS_MODULE": "tests.queues.jobs",
-        "CLUSTER_QUEUES_MEDIUM_WORKERS": "0", "CLUSTER_QUEUES_LOW_WORKERS": "0",
-        "CLUSTER_QUEUES_BACKGROUND_WORKERS": "0", "CLUSTER_QUEUES_HIGH_WORKERS": "1",
+        **ONE_POOL,
     }
     cluster = cluster_factory(env=env, queues=True, workers=1)
     payload = "x" * 50_000

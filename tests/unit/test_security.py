@@ -144,3 +144,23 @@ def test_redis_maxmemory_follows_the_queue_bounds() -> None:
 def test_counts_and_sizes_have_upper_bounds(env: dict[str, str]) -> None:
     with pytest.raises(ConfigError, match="less than or equal"):
         load(env=env, use_default_files=False)
+
+
+def test_log_lines_are_redacted_once_a_redactor_is_set() -> None:
+    import io
+    import logging
+
+    from observability import logs
+
+    stream = io.StringIO()
+    logger = logging.getLogger("test.redact")
+    handler = logs.json_handler(stream)
+    logger.addHandler(handler)
+    try:
+        logs.redact_with(mask_text)
+        logger.warning("cannot reach %s", "redis://:hunter2@h:6379/0")
+    finally:
+        logs.redact_with(None)
+        logger.removeHandler(handler)
+    line = stream.getvalue()
+    assert "hunter2" not in line and "redis://:****@h:6379/0" in line
