@@ -75,7 +75,9 @@ class HealthChecker:
         settings = self.supervisor.settings
         passed, detail = await probe(settings.server.bind[0], settings.health.timeout)
         self.last_probe = {"passed": passed, "detail": detail, "at": time.time()}
-        if passed:
+        # Before READY a failing probe is the tier still booting (a hang there is gunicorn's,
+        # past boot_grace), and a HUP would kill an arbiter that has no handlers yet.
+        if passed or not self.supervisor.ready:
             self.consecutive_failures = 0
         else:
             self.consecutive_failures += 1

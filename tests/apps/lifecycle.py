@@ -40,3 +40,10 @@ def fails_in_workers() -> web.Application:
     if os.environ.get("CLUSTER_PROCESS_ROLE") == "http-arbiter":
         raise RuntimeError("no database in the workers")
     return web.Application()
+
+
+def breaks_on_marker() -> web.Application:
+    """Builds until the file named by LIFECYCLE_BREAK_FILE exists: a crash loop after a good start."""
+    if os.path.exists(os.environ["LIFECYCLE_BREAK_FILE"]):
+        raise RuntimeError("broken after a good start")
+    return web.Application()

@@ -268,12 +268,16 @@ def test_systemd_notify_ready_after_boot_and_stopping(cluster_factory, tmp_path:
         sock.close()
 
 
-def test_crash_loop_backs_off_and_raises_an_alert(cluster_factory) -> None:
+def test_crash_loop_backs_off_and_raises_an_alert(cluster_factory, tmp_path: Path) -> None:
+    # A crash loop after a good start (a start that never boots fails at once: tests/integration/test_lifecycle.py).
+    marker = tmp_path / "break"
     c = cluster_factory(
-        "tests.apps.no_such_module:app", workers=1, wait_ready=False,
+        "tests.apps.lifecycle:breaks_on_marker()", workers=1,
         env={"CLUSTER_RESTART_CRASH_LOOP_DEATHS": "2", "CLUSTER_RESTART_BACKOFF_INITIAL": "0.2",
-             "CLUSTER_RESTART_BACKOFF_MAX": "2"},
+             "CLUSTER_RESTART_BACKOFF_MAX": "2", "LIFECYCLE_BREAK_FILE": str(marker)},
     )
+    marker.write_text("")
+    os.kill(next(r["pid"] for r in c.status()["processes"] if r["group"] == "http"), signal.SIGKILL)
     alert = wait_for(lambda: next((line for line in c.logs() if line.get("alert") == "crash_loop"), None),
                      90, 0.2, "the crash-loop alert")
     assert alert["level"] == "CRITICAL" and alert["child"] == "http"
