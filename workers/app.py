@@ -71,7 +71,8 @@ def failure_line(exc: BaseException) -> str:
         root = root.__cause__ or root.__context__  # type: ignore[assignment]
     frames = [f for f in traceback.extract_tb(root.__traceback__)
               if not f.filename.startswith("<frozen") and "importlib" not in f.filename and f.filename != __file__]
-    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames else ""
+    # An AppLoadError is raised here, about the APP spec: its message says it all.
+    where = f" ({frames[-1].filename}:{frames[-1].lineno})" if frames and not isinstance(root, AppLoadError) else ""
     if isinstance(root, AppLoadError):
         last = str(root)
     else:

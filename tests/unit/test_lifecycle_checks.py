@@ -137,3 +137,10 @@ def test_only_an_exit_of_its_own_fails_the_first_boot() -> None:
 
     assert failed(3) and failed(1)
     assert not failed(None) and not failed(0) and not failed(-1) and not failed(-9)
+
+
+def test_an_app_spec_error_is_its_own_message() -> None:
+    from workers.app import AppLoadError
+
+    assert failure_line(AppLoadError("app 'm:a' gave dict, not an aiohttp.web.Application")) == \
+        "app 'm:a' gave dict, not an aiohttp.web.Application"
