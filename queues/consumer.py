@@ -53,6 +53,7 @@ GAUGES_EVERY = 2.0
 DEAD_MAX = 10_000
 TRACEBACK_MAX = 8000
 RETRYABLE = ("failed", "timeout", "lost")
+PAUSE_CHECK_EVERY = 0.5
 
 
 @dataclass
@@ -98,6 +99,7 @@ class Consumer:
             ("processed", metrics.PROCESSED), ("failed", metrics.FAILED),
             ("retried", metrics.RETRIED), ("dead", metrics.DEAD))}
         self._duration = metrics.DURATION.labels(priority)
+        self._pause_seen = (0.0, False)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -172,6 +174,9 @@ class Consumer:
                 continue
             self._gathered = False
             try:
+                if await self._paused():
+                    await asyncio.sleep(PAUSE_CHECK_EVERY)
+                    continue
                 reply = await self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"},
                                                     count=free, block=BLOCK_MS)
                 failures = 0
@@ -187,6 +192,18 @@ class Consumer:
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     self._accept(entry_id, fields)
+
+    async def _paused(self) -> bool:
+        """Whether an operator paused this queue (`cluster queues pause`); read at most every half second.
+
+        A paused queue takes no new entries; the jobs in hand finish and delayed jobs still come due.
+        """
+        checked_at, paused = self._pause_seen
+        now = time.monotonic()
+        if now - checked_at >= PAUSE_CHECK_EVERY:
+            paused = bool(await self.redis.exists(self.keys.paused))
+            self._pause_seen = (now, paused)
+        return paused
 
     def _accept(self, entry_id: str, fields: dict[str, str] | None, reclaimed: bool = False) -> None:
         """Start one delivered entry, or send it straight to failure handling."""

@@ -13,6 +13,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from cluster.cli.control_call import control
 from config import PRIORITIES, ConfigError, Settings, load
 
 T = TypeVar("T")
@@ -131,16 +132,25 @@ def enqueue(name: str, priority: str | None, args_json: str, kwargs_json: str, d
 @click.option("--queue", type=click.Choice(PRIORITIES), help="Only this queue.")
 @click.option("--requeue", "requeue_id", metavar="JOB_ID", help="Put this dead job back on its queue.")
 @click.option("--requeue-all", is_flag=True, help="Put every dead job back on its queue.")
+@click.option("--retry-all", is_flag=True,
+              help="Like the dashboard: retry every dead job (of --name, of --queue), through the supervisor.")
+@click.option("--name", help="With --retry-all: only the dead jobs of this job name.")
 @click.option("--purge", is_flag=True, help="Delete every dead letter entry.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @state_dir_option
 @config_option
-def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, purge: bool, limit: int, as_json: bool,
-         state_dir: str | None, config_file: str | None) -> None:
+def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all: bool, name: str | None,
+         purge: bool, limit: int, as_json: bool, state_dir: str | None, config_file: str | None) -> None:
     """List the dead letter entries, or requeue / purge them."""
-    if sum(map(bool, (requeue_id, requeue_all, purge))) > 1:
-        _fail("give at most one of --requeue, --requeue-all, --purge", EXIT_USAGE)
+    if sum(map(bool, (requeue_id, requeue_all, retry_all, purge))) > 1:
+        _fail("give at most one of --requeue, --requeue-all, --retry-all, --purge", EXIT_USAGE)
+    if name and not retry_all:
+        _fail("--name goes with --retry-all", EXIT_USAGE)
+    if retry_all:
+        result = control(state_dir, config_file, "POST", "/actions/dead-retry-all", {"name": name, "queue": queue})
+        click.echo(f"retried {result['retried']}")
+        return
     settings = _settings(state_dir, config_file)
     if requeue_id or requeue_all:
         moved = _run(settings, lambda c: c.requeue_dead(requeue_id))
@@ -160,3 +170,19 @@ def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, purge: bo
         table.add_row(entry["queue"], entry.get("job_id") or "-", entry.get("name") or "-", entry.get("reason", ""),
                       entry.get("attempts", ""), (entry.get("error") or "")[:80])
     Console(width=160).print(table)
+
+
+def _pause_command(action: str, help_text: str) -> click.Command:
+    @click.argument("queue", type=click.Choice(PRIORITIES))
+    @state_dir_option
+    @config_option
+    def command(queue: str, state_dir: str | None, config_file: str | None) -> None:
+        control(state_dir, config_file, "POST", f"/actions/{action}", {"queue": queue})
+        click.echo(f"{queue}: {'paused' if action == 'pause' else 'resumed'}")
+
+    command.__doc__ = help_text
+    return queues_group.command(action)(command)
+
+
+_pause_command("pause", "Pause QUEUE: its pools take no new jobs (in-flight ones finish); survives restarts.")
+_pause_command("resume", "Resume a paused QUEUE.")

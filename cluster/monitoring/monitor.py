@@ -118,6 +118,8 @@ class Monitor:
             return
         app = web.Application()
         app.router.add_get("/metrics", self.handle_metrics)
+        for component in self.supervisor.components:  # the dashboard serves its pages here
+            getattr(component, "add_listener_routes", lambda _app: None)(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = bind.rpartition(":")
