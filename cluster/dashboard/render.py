@@ -208,7 +208,7 @@ def _replicas(s: dict[str, Any]) -> str:
 
 def _alert_rows(alerts: Sequence[dict[str, Any]], read_only: bool, now: float, actions: bool = True) -> str:
     rows = ([e(a.get("severity")), e(a.get("metric")), e(a.get("state")), num(a.get("value")), num(a.get("threshold")),
-             ago(a.get("started_at") or a.get("fired_at"), now), "yes" if a.get("acknowledged") else "no",
+             ago(a.get("fired_at") or a.get("since"), now), "yes" if a.get("acknowledged") else "no",
              form("ack", {"alert": a["id"]}, "acknowledge", read_only) if actions and not a.get("acknowledged") else ""]
             for a in alerts)
     return table(["severity", "metric", "state", "value", "threshold", "since", "acknowledged", ""], rows,
@@ -298,7 +298,7 @@ def layout(title: str, current: str, body: str, csrf: str, flash: str | None = N
               '<button>log out</button></form>') if logged_in else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="csrf" content="{escape(csrf)}"><title>{escape(title)} · cluster</title>
+<meta name="csrf" content="{escape(csrf)}"><link rel="icon" href="data:,"><title>{escape(title)} · cluster</title>
 <link rel="stylesheet" href="{BASE}static/dashboard.css"><script defer src="{BASE}static/dashboard.js"></script></head>
 <body{live_attr}><header><b>cluster</b><nav>{nav}</nav>{mode}
 <span id="conn" class="conn" data-test="connection">{"connecting" if live_page else "static"}</span>{logout}</header>
