@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster.dashboard.web")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 STATIC = {"dashboard.js": "text/javascript", "dashboard.css": "text/css"}
-KEEPALIVE = 10.0
+KEEPALIVE = 5.0
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
     "X-Content-Type-Options": "nosniff",
@@ -162,7 +162,7 @@ class DashboardWeb:
             await response.write(b"retry: 3000\n\n")
             while True:
                 message = await box.get(KEEPALIVE)
-                await response.write(message or b": keepalive\n\n")
+                await response.write(message or b"event: keepalive\ndata: 1\n\n")
         except (ConnectionError, asyncio.CancelledError):
             pass
         finally:

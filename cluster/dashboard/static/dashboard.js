@@ -18,7 +18,7 @@
   var base = "/dashboard/";
   var live = document.getElementById("live");
   var conn = document.getElementById("conn");
-  var STALL_MS = 5000, POLL_MS = 2000, RETRY_MS = 4000;
+  var STALL_MS = 8000, POLL_MS = 2000, RETRY_MS = 4000;
   var source = null, lastMessage = 0, pollTimer = null, retryTimer = null;
 
   function show(state, text) {
@@ -53,6 +53,8 @@
   function connect() {
     source = new EventSource(base + "stream?page=" + encodeURIComponent(page));
     lastMessage = Date.now();
+    source.addEventListener("open", function () { lastMessage = Date.now(); });
+    source.addEventListener("keepalive", function () { lastMessage = Date.now(); });
     source.addEventListener("snapshot", function (event) {
       apply(JSON.parse(event.data));
       if (pollTimer) { clearInterval(pollTimer); pollTimer = null; }
@@ -62,11 +64,9 @@
   }
 
   // A stream that stays silent (a stalled supervisor, a proxy holding it) counts as dropped:
-  // the producer sends every second, keepalives every ten.
+  // the producer sends every second, a keepalive comes every five.
   setInterval(function () {
-    if (source && Date.now() - lastMessage > STALL_MS + 10000) fallBack();
-    else if (source && source.readyState === 1 && Date.now() - lastMessage > STALL_MS
-             && conn.textContent === "live") show("stale", "stream silent");
+    if (source && Date.now() - lastMessage > STALL_MS) fallBack();
   }, 1000);
   connect();
 })();
