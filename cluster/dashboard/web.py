@@ -97,7 +97,10 @@ class DashboardWeb:
         body = f'<section id="live">{render.live(page, snapshot)}</section>'
         if page == "queues":
             body += await self._queue_details(request)
-        return self._page(request, render.PAGES[page], page, body, live_page=page)
+        response = self._page(request, render.PAGES[page], page, body, live_page=page)
+        if "dead_ms" in request:
+            response.headers["Server-Timing"] = f"dead;dur={request['dead_ms']:.1f}"
+        return response
 
     async def _queue_details(self, request: web.Request) -> str:
         redis = self.dashboard.source.redis
@@ -106,7 +109,9 @@ class DashboardWeb:
         queue = request.query.get("queue") or "high"
         name = request.query.get("name") or None
         try:
+            started = time.perf_counter()
             page = await queue_ops.dead_page(redis, queue, request.query.get("cursor") or None, name)
+            request["dead_ms"] = (time.perf_counter() - started) * 1000
             delayed = await queue_ops.delayed_jobs(redis, queue)
         except queue_ops.QueueOpError as exc:
             return f'<p class="warn">{render.e(exc)}</p>'

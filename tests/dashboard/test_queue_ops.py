@@ -134,3 +134,22 @@ def test_a_page_of_a_100000_entry_dead_set_reads_one_page_not_the_set(redis_url:
         assert page.total == 100_000 and page.scanned <= queue_ops.SCAN_BUDGET
         assert page.entries and (name is None or all(e["name"] == "b" for e in page.entries))
     print(f"dead set of 100,000: server time ms {timings}")
+
+
+def test_history_in_redis_outlives_the_process_that_wrote_it(redis_url: str) -> None:
+    from cluster.dashboard.history import History
+
+    async def scenario(client: redis.asyncio.Redis) -> None:
+        first = History(max_points=3, client=client)
+        first.loaded = False
+        for at in range(5):
+            await first.add_point({"at": float(at)})
+        await first.add_event({"at": 4.0, "kind": "autoscale", "reason": "mean CPU high"})
+        assert await client.llen("cluster:dashboard:points") == 3  # capped
+        restarted = History(max_points=3, client=client)
+        restarted.loaded = False
+        await restarted.add_point({"at": 5.0})
+        assert [p["at"] for p in restarted.points(0)] == [3.0, 4.0, 5.0]
+        assert restarted.events(0)[0]["reason"] == "mean CPU high" and restarted.backend == "redis"
+
+    run(redis_url, scenario)
