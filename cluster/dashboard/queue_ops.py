@@ -16,7 +16,7 @@ from typing import Any
 import redis.asyncio
 
 from config import PRIORITIES, Settings
-from queues.client import QUEUED_JOB_TTL
+from queues.client import queue_requeue
 from queues.envelope import FIELD, DecodeError, decode
 from queues.keys import QueueKeys
 
@@ -118,12 +118,7 @@ async def _requeue(client: redis.asyncio.Redis, keys: QueueKeys, rows: list[tupl
                 envelope = decode(fields)
             except DecodeError:
                 continue
-            envelope.attempt = 1
-            payload = envelope.encode()
-            pipe.xadd(keys.stream, {FIELD: payload})
-            pipe.hset(keys.job(envelope.id), mapping={"state": "queued", "envelope": payload, "attempts": 0})
-            pipe.expire(keys.job(envelope.id), QUEUED_JOB_TTL)
-            pipe.xdel(keys.dead, entry_id)
+            queue_requeue(pipe, keys, entry_id, envelope)
             moved += 1
         await pipe.execute()
     return moved

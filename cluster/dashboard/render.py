@@ -81,21 +81,24 @@ def sparkline(values: Sequence[float | None], width: int = 120, height: int = 28
 
 def worker_chart(history: Sequence[Sequence[float]], decisions: Sequence[dict[str, Any]], now: float,
                  width: int = 640, height: int = 140) -> str:
-    """Workers over the last hour against min and max, each autoscale change a dot (its reason on hover)."""
-    start = now - 3600
+    """Workers over the last hour (or since history began) against min and max; each autoscale change
+    a dot, its reason on hover. ``history`` rows are (at, workers, target, min, max)."""
+    start = max(now - 3600, history[0][0] if history else now - 3600)
+    span = max(now - start, 1.0)
     top = max([h[4] for h in history] + [1]) + 1
 
     def x(at: float) -> float:
-        return max(0.0, (at - start) / 3600 * width)
+        return max(0.0, (at - start) / span * (width - 60))
 
     def y(count: float) -> float:
-        return height - 4 - count / top * (height - 8)
+        return height - 14 - count / top * (height - 24)
 
     def line(index: int, css: str) -> str:
         if not history:
             return ""
         pts = " ".join(f"{x(h[0]):.1f},{y(h[index]):.1f}" for h in history)
-        return f'<polyline class="{css}" fill="none" points="{pts}"/>'
+        label = f'<text x="{width - 56}" y="{y(history[-1][index]) + 4:.1f}">{css} {history[-1][index]:g}</text>'
+        return f'<polyline class="{css}" fill="none" points="{pts}"/>' + (label if css in ("min", "max") else "")
 
     def dot(d: dict[str, Any]) -> str:
         title = escape(f"{d.get('from')} → {d.get('to')}: {d.get('reason')}")
@@ -103,9 +106,10 @@ def worker_chart(history: Sequence[Sequence[float]], decisions: Sequence[dict[st
                 f'cy="{y(d["to"]):.1f}" r="4"><title>{title}</title></circle>')
 
     dots = "".join(dot(d) for d in decisions if d.get("at", 0) >= start)
+    since = f'<text x="0" y="{height - 2}">{escape(ago(start, now))}</text><text x="{width - 90}" y="{height - 2}">now</text>'
     return (f'<svg class="chart" viewBox="0 0 {width} {height}" width="100%" height="{height}" role="img" '
             f'aria-label="workers over the last hour">{line(4, "max")}{line(3, "min")}{line(2, "target")}'
-            f'{line(1, "workers")}{dots}</svg>')
+            f'{line(1, "workers")}{dots}{since}</svg>')
 
 
 # -- live parts ----------------------------------------------------------------
@@ -138,7 +142,8 @@ def _overview(s: dict[str, Any]) -> str:
 </div>
 <h2>The six metrics</h2><div class="metrics">{cards or '<p class="muted">no sample yet</p>'}</div>
 <h2>Workers, last hour</h2>{worker_chart(s["worker_history"], s["decisions"], now)}
-<p class="muted">last decision: {e(last.get("direction"))} to {e(last.get("target"))}: {e(last.get("reason"))}</p>
+<p class="muted">{f"last decision: {e(last.get('direction'))} to {e(last.get('target'))}: {e(last.get('reason'))}"
+                    if last else f"autoscaler: {e(auto.get('mode') or 'no decision yet')}"}</p>
 {decisions}
 <h2>Active alerts</h2>{alerts}"""
 

@@ -138,3 +138,27 @@ def test_the_replica_status_url_of_a_bind_address() -> None:
     assert replicas_url("0.0.0.0:8000") == ("http://127.0.0.1:8000/api/enterprise/replicas/status", None)
     assert replicas_url("[::1]:8000")[0] == "http://[::1]:8000/api/enterprise/replicas/status"
     assert replicas_url("unix:/run/c.sock") == ("http://localhost/api/enterprise/replicas/status", "/run/c.sock")
+
+
+def test_the_overview_draws_workers_against_bounds_with_each_decision_and_its_reason() -> None:
+    now = 10_000.0
+    decision = {"at": now - 60, "kind": "autoscale", "from": 2, "to": 3, "direction": "up",
+                "reason": "mean CPU 91% > 80%"}
+    snapshot = {
+        "at": now, "read_only": False, "health": {"score": 88, "level": "healthy"},
+        "metrics": {"cpu": {"value": 91.0, "unit": "%", "state": "critical", "trend": "rising"}},
+        "sparks": {"cpu": [10.0, 50.0, 91.0]},
+        "workers": {"current": 3, "target": 3, "min": 2, "max": 8, "mode": "auto",
+                    "autoscale": {"mode": "auto", "last_decision": {"direction": "up", "target": 3,
+                                                                    "reason": "mean CPU 91% > 80%"}}},
+        "worker_history": [[now - 120, 2, 2, 2, 8], [now - 60, 3, 3, 2, 8], [now, 3, 3, 2, 8]],
+        "decisions": [decision],
+        "http": {"rps": 12.5, "p95": 0.042, "error_rate": 0.0},
+        "alerts": {"active": [{"id": "a1", "severity": "critical", "metric": "cpu", "state": "firing",
+                               "value": 91.0, "threshold": 90.0, "since": now - 30, "acknowledged": False}],
+                   "recent": []},
+    }
+    html = render.live("overview", snapshot)
+    assert '<div class="big" data-test="worker-count">3</div>' in html
+    assert "<title>2 → 3: mean CPU 91% &gt; 80%</title>" in html and "max 8" in html and "min 2" in html
+    assert "60s ago" in html and 'action="/dashboard/action/ack"' in html and "polyline" in html
