@@ -26,14 +26,10 @@ from typing import Any
 
 import pytest
 
+from tests.dashboard.conftest import live_text
 from tests.support import ClusterProcess, free_port, wait_for
 
 pytestmark = pytest.mark.integration
-sync_api = pytest.importorskip("playwright.sync_api")
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 TOKEN = "dashboard-test-token"
 PAGES = ["", "processes", "queues", "replicas", "alerts"]
 ACTIONS = ["scale", "reload", "restart", "recycle", "pause", "resume", "dead-retry", "dead-delete",
@@ -97,8 +93,6 @@ class Dash:
 
 @pytest.fixture(scope="module")
 def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: scripts/install-system-deps installs the chromium package")
     address = host_address()
     port = free_port()
     env = {
@@ -115,14 +109,6 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dash]:
     proc.start()
     yield Dash(proc, base, Remote(base, simulated=address is None))
     proc.close()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(scope="module")
@@ -144,13 +130,6 @@ def page(browser: Any, dash: Dash) -> Iterator[Any]:
     tab.wait_for_selector("body[data-conn=live]", timeout=60_000)
     yield tab
     context.close()
-
-
-def live_text(tab: Any, selector: str, expected: str, timeout: float = 60.0) -> None:
-    """Wait until ``selector`` shows ``expected`` (updated by the stream, no reload)."""
-    tab.wait_for_function(
-        "([s, t]) => Array.from(document.querySelectorAll(s)).some(e => e.textContent.includes(t))",
-        arg=[selector, expected], timeout=timeout * 1000)
 
 
 def row(tab: Any, text: str) -> Any:
