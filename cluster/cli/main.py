@@ -18,7 +18,7 @@ from rich.table import Table
 from cluster.cli.autoscale import status_lines
 from cluster.cli.bench import bench
 from cluster.cli.monitoring import print_monitoring, top
-from cluster.cli.jobs import jobs_group
+from cluster.cli.jobs import jobs_group, workers_group
 from cluster.cli.queues import queues_group
 from cluster.cli.replicas import replicas
 from config import ConfigError, LoadedConfig, effective, load
@@ -238,6 +238,7 @@ main.add_command(replicas)
 main.add_command(bench)
 main.add_command(queues_group)
 main.add_command(jobs_group)
+main.add_command(workers_group)
 
 
 def run() -> None:

@@ -39,6 +39,7 @@ class Dashboard:
                        asyncio.create_task(self._sample(), name="dashboard-history")]
 
     async def stop(self) -> None:
+        self.producer.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

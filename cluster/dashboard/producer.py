@@ -18,6 +18,7 @@ from typing import Any
 
 log = logging.getLogger("cluster.dashboard.producer")
 
+CLOSED = b""  # what a mailbox yields once the producer is closed: the stream ends
 Build = Callable[[], Awaitable[dict[str, Any]]]
 Render = Callable[[str, dict[str, Any]], str]
 
@@ -66,6 +67,7 @@ class Producer:
         self._poke = asyncio.Event()
         self._stale = False
         self._building = asyncio.Lock()
+        self.closed = False
 
     @property
     def listeners(self) -> int:
@@ -73,6 +75,9 @@ class Producer:
 
     def subscribe(self, page: str) -> Mailbox:
         box = Mailbox(page)
+        if self.closed:
+            box.put(CLOSED)
+            return box
         self._mailboxes.add(box)
         if page in self.messages:
             box.put(self.messages[page])
@@ -83,6 +88,12 @@ class Producer:
         self._mailboxes.discard(box)
         if not self._mailboxes:
             self._someone.clear()
+
+    def close(self) -> None:
+        """End every stream (the supervisor stops: its listener must not wait on open dashboards)."""
+        self.closed = True
+        for box in self._mailboxes:
+            box.put(CLOSED)
 
     def changed(self) -> None:
         """Something changed (an action ran): tick now instead of at the next second."""
@@ -109,7 +120,8 @@ class Producer:
             self.messages[page] = sse_message(self.version, page, self.render(page, snapshot), snapshot["at"])
             self.renders += 1
         for box in list(self._mailboxes):
-            box.put(self.messages[box.page])
+            if not self.closed:
+                box.put(self.messages[box.page])
         return snapshot
 
     async def run(self) -> None:

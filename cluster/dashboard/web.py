@@ -22,6 +22,7 @@ from aiohttp import web
 from cluster.dashboard import auth, queue_ops, render
 from config import PRIORITIES
 from cluster.dashboard.actions import ACTIONS, ActionError, show_job
+from cluster.dashboard.producer import CLOSED
 
 if TYPE_CHECKING:
     from cluster.dashboard.component import Dashboard
@@ -165,8 +166,7 @@ class DashboardWeb:
         box = self.dashboard.producer.subscribe(page)
         try:
             await response.write(b"retry: 3000\n\n")
-            while True:
-                message = await box.get(KEEPALIVE)
+            while (message := await box.get(KEEPALIVE)) != CLOSED:
                 await response.write(message or b"event: keepalive\ndata: 1\n\n")
         except (ConnectionError, asyncio.CancelledError):
             pass

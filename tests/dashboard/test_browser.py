@@ -242,6 +242,38 @@ def test_a_queue_paused_from_the_page_holds_its_jobs_until_resumed(page: Any, da
     wait_for(lambda: sorted(client.lrange("dash:notes", 0, -1)) == ["a", "b", "c"], 60, 0.2, "the jobs to run")
 
 
+def test_what_the_page_does_the_cli_does(dash: Dash) -> None:
+    client = redis_client(dash)
+    assert dash.cli("queues", "pause", "medium").returncode == 0 and client.exists("{cq:medium}:paused")
+    assert dash.cli("queues", "resume", "medium").returncode == 0 and not client.exists("{cq:medium}:paused")
+
+    client.set("dash:cli:broken", "1")
+    dead = [json.loads(dash.cli("queues", "enqueue", "tests.dashboard.jobs.fragile", "--args",
+                                '["dash:cli"]').stdout)["id"] for _ in range(2)]
+    wait_for(lambda: all(json.loads(dash.cli("jobs", "show", j).stdout or "{}").get("state") == "dead" for j in dead),
+             60, 0.3, "the jobs to die")
+    client.delete("dash:cli:broken")
+    result = dash.cli("queues", "dead", "--retry-all", "--name", "tests.dashboard.jobs.fragile")
+    assert result.returncode == 0 and result.stdout.strip() == "retried 2", result.stderr
+    wait_for(lambda: sorted(client.lrange("dash:cli", 0, -1)) == sorted(dead), 60, 0.2, "the retried jobs to run")
+
+    later = json.loads(dash.cli("queues", "enqueue", "tests.dashboard.jobs.note", "--delay", "3600", "--args",
+                                '["dash:later", "x"]').stdout)["id"]
+    assert dash.cli("queues", "run-now", "medium", later).returncode == 0
+    wait_for(lambda: client.lrange("dash:later", 0, -1) == ["x"], 60, 0.2, "the delayed job to run now")
+    assert dash.cli("jobs", "show", "no-such-job").returncode == 1
+
+    def pids(group: str) -> list[int]:
+        return [r["pid"] for r in dash.cluster.status()["processes"] if r["group"] == group and r["pid"]]
+
+    pool = pids("queue-high")
+    assert dash.cli("queues", "restart", "high").returncode == 0
+    wait_for(lambda: pids("queue-high") and not set(pids("queue-high")) & set(pool), 60, 0.3, "a new high pool")
+    worker = pids("http-worker")[0]
+    assert dash.cli("workers", "recycle", str(worker)).returncode == 0
+    wait_for(lambda: worker not in pids("http-worker") and pids("http-worker"), 60, 0.3, "a replacement worker")
+
+
 def test_the_page_falls_back_to_polling_when_the_stream_is_cut_and_recovers(page: Any,
                                                                             dash: Dash) -> None:
     cluster = dash.cluster
@@ -259,3 +291,8 @@ def test_the_page_falls_back_to_polling_when_the_stream_is_cut_and_recovers(page
     page.wait_for_function(f"() => Number(document.body.dataset.version) > {version}", timeout=60_000)
     page.unroute(blocked)
     page.wait_for_selector("body[data-conn=live]", timeout=60_000)
+
+    # An open dashboard does not hold the supervisor up when it stops: the streams end with it.
+    result = dash.cli("stop", "--timeout", "50")
+    assert result.returncode == 0, result.stderr
+    page.wait_for_selector("body[data-conn=polling], body[data-conn=offline]", timeout=60_000)

@@ -9,7 +9,7 @@ from typing import Any
 
 from cluster.dashboard import auth, render
 from cluster.dashboard.history import History
-from cluster.dashboard.producer import Producer
+from cluster.dashboard.producer import CLOSED, Producer
 from cluster.dashboard.snapshot import rates, replica_changes, replicas_url
 from cluster.dashboard.web import _back
 
@@ -76,6 +76,10 @@ def test_ten_listeners_cost_one_build_and_one_render_per_page() -> None:
         producer.changed()
         await producer.current()
         assert len(builds) == 3
+        open_box = producer.subscribe("overview")
+        await open_box.get(1)
+        producer.close()  # the supervisor stops: every stream ends, new ones end at once
+        assert await open_box.get(1) == CLOSED and await producer.subscribe("alerts").get(1) == CLOSED
 
     asyncio.run(scenario())
 
