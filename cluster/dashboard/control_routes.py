@@ -43,9 +43,12 @@ def add(app: web.Application, supervisor: "Supervisor") -> None:
     async def dead(request: web.Request) -> web.Response:
         q = request.query
         try:
+            limit = int(q.get("limit", 50))
+        except ValueError:
+            return _error(ActionError(400, f"limit must be an integer, got {q['limit']!r}"))
+        try:
             page = await queue_call(queue_ops.dead_page(redis_of(supervisor), q.get("queue", "high"),
-                                                         q.get("cursor") or None, q.get("name") or None,
-                                                         int(q.get("limit", 50))))
+                                                        q.get("cursor") or None, q.get("name") or None, limit))
         except ActionError as exc:
             return _error(exc)
         return web.json_response(page.to_dict())

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from cluster.dashboard import auth, queue_ops, render
 from config import PRIORITIES
+from queues.connection import UNAVAILABLE_ERRORS
 from cluster.dashboard.actions import ACTIONS, ActionError, show_job
 from cluster.dashboard.producer import CLOSED
 
@@ -114,7 +115,7 @@ class DashboardWeb:
             page = await queue_ops.dead_page(redis, queue, request.query.get("cursor") or None, name)
             request["dead_ms"] = (time.perf_counter() - started) * 1000
             delayed = await queue_ops.delayed_jobs(redis, queue)
-        except queue_ops.QueueOpError as exc:
+        except (queue_ops.QueueOpError, *UNAVAILABLE_ERRORS) as exc:
             return f'<p class="warn">{render.e(exc)}</p>'
         now = time.time()
         tabs = "".join(f'<a href="{render.BASE}queues?queue={q}"{" class=current" if q == queue else ""}>{q}</a>'
@@ -126,7 +127,7 @@ class DashboardWeb:
                 + render.dead_section(page.to_dict(), name, self.read_only, now))
 
     async def dead_json(self, request: web.Request) -> web.Response:
-        """The dead letter page as JSON (what the page shows; timed by the tests with 100,000 entries)."""
+        """A dead letter page as JSON, for scripts (the control socket's GET /queues/dead is the same)."""
         redis = self.dashboard.source.redis
         if redis is None:
             return web.json_response({"error": "the queue tier is off"}, status=503)
@@ -136,6 +137,8 @@ class DashboardWeb:
                                              int(request.query.get("limit") or 50))
         except (queue_ops.QueueOpError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=400)
+        except UNAVAILABLE_ERRORS as exc:
+            return web.json_response({"error": f"Redis is unreachable: {exc}"}, status=503)
         return web.json_response(page.to_dict())
 
     async def job_page(self, request: web.Request) -> web.Response:
