@@ -166,3 +166,31 @@ def test_the_overview_draws_workers_against_bounds_with_each_decision_and_its_re
     assert '<div class="big" data-test="worker-count">3</div>' in html
     assert "<title>2 → 3: mean CPU 91% &gt; 80%</title>" in html and "max 8" in html and "min 2" in html
     assert "60s ago" in html and 'action="/dashboard/action/ack"' in html and "polyline" in html
+
+
+def test_read_only_refuses_every_action_even_with_the_csrf_token() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from cluster.dashboard.actions import ACTIONS
+    from cluster.dashboard.component import Dashboard
+    from config import Settings
+
+    supervisor = SimpleNamespace(settings=Settings.model_validate({"dashboard": {"read_only": True}}),
+                                 components=[])
+
+    async def scenario() -> list[tuple[int, str]]:
+        app = web.Application()
+        Dashboard(supervisor).add_listener_routes(app)  # type: ignore[arg-type]
+        async with TestClient(TestServer(app)) as client:
+            client.session.cookie_jar.update_cookies({auth.CSRF_COOKIE: "t"})
+            answers = []
+            for name in ACTIONS:
+                response = await client.post(f"/dashboard/action/{name}", data={"csrf": "t", "queue": "high"})
+                answers.append((response.status, (await response.json())["error"]))
+            return answers
+
+    for status, error in asyncio.run(scenario()):
+        assert status == 403 and "read-only" in error
