@@ -287,6 +287,14 @@ class AdminSettings(Section):
     token: str | None = Field(None, description="bearer token for admin routes and actions (CLUSTER_ADMIN_TOKEN)")
 
 
+class DashboardSettings(Section):
+    enabled: bool = Field(True, description="serve the operator dashboard at /dashboard/ on metrics.bind")
+    read_only: bool = Field(False, description="show everything, refuse every action")
+    history_step: float = Field(10.0, gt=0, description="seconds between two history points")
+    history_points: int = Field(8640, ge=60, description="history points kept (8640 x 10 s = 24 h)")
+    session_ttl: float = Field(12 * 3600.0, gt=0, description="a login session's lifetime (s)")
+
+
 class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -300,6 +308,7 @@ class Settings(Section):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
 
 
 def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:

@@ -150,6 +150,16 @@ def _script_keys(keys: QueueKeys, job_id: str) -> list[str]:
     return [keys.stream, keys.delayed, keys.job(job_id), keys.stats]
 
 
+def queue_requeue(pipe: Any, keys: QueueKeys, entry_id: str, envelope: Envelope) -> None:
+    """Add to ``pipe`` what puts dead entry ``entry_id`` back on its queue with a fresh attempt count."""
+    envelope.attempt = 1
+    payload = envelope.encode()
+    pipe.xadd(keys.stream, {FIELD: payload})
+    pipe.hset(keys.job(envelope.id), mapping={"state": "queued", "envelope": payload, "attempts": 0})
+    pipe.expire(keys.job(envelope.id), QUEUED_JOB_TTL)
+    pipe.xdel(keys.dead, entry_id)
+
+
 def _job_view(job_id: str, priority: str, data: dict[str, str]) -> dict[str, Any]:
     envelope = json.loads(data["envelope"]) if "envelope" in data else {}
     view: dict[str, Any] = {
@@ -312,13 +322,8 @@ class QueueClient:
                     envelope = decode(fields)
                 except ValueError:
                     continue
-                envelope.attempt = 1
-                payload = envelope.encode()
                 async with self.redis.pipeline(transaction=True) as pipe:
-                    pipe.xadd(keys.stream, {FIELD: payload})
-                    pipe.hset(keys.job(envelope.id), mapping={"state": "queued", "envelope": payload, "attempts": 0})
-                    pipe.expire(keys.job(envelope.id), QUEUED_JOB_TTL)
-                    pipe.xdel(keys.dead, entry_id)
+                    queue_requeue(pipe, keys, entry_id, envelope)
                     await pipe.execute()
                 moved += 1
         return moved

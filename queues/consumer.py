@@ -73,6 +73,7 @@ ATTEMPT_FAILURES = ("failed", "timeout", "result is not JSON")
 
 class ConsumerDied(RuntimeError):
     """One of the consumer's loops ended on an exception; the process must be replaced."""
+PAUSE_CHECK_EVERY = 0.5
 
 
 @dataclass
@@ -147,6 +148,7 @@ class Consumer:
             ("retried", metrics.RETRIED), ("dead", metrics.DEAD), ("rerun", metrics.RERUN))}
         self._duration = metrics.DURATION.labels(priority)
         self.watchdog = LoopWatchdog(self._on_loop_blocked, metrics.LOOP_LAG.labels(priority))
+        self._pause_seen = (0.0, False)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -254,6 +256,9 @@ class Consumer:
                 continue
             self._gathered = False
             try:
+                if await self._paused():
+                    await asyncio.sleep(PAUSE_CHECK_EVERY)
+                    continue
                 reply = await self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"},
                                                     count=free, block=BLOCK_MS)
                 failures = 0
@@ -269,6 +274,18 @@ class Consumer:
             for _stream, entries in reply or []:
                 for entry_id, fields in entries:
                     self._accept(entry_id, fields)
+
+    async def _paused(self) -> bool:
+        """Whether an operator paused this queue (`cluster queues pause`); read at most every half second.
+
+        A paused queue takes no new entries; the jobs in hand finish and delayed jobs still come due.
+        """
+        checked_at, paused = self._pause_seen
+        now = time.monotonic()
+        if now - checked_at >= PAUSE_CHECK_EVERY:
+            paused = bool(await self.redis.exists(self.keys.paused))
+            self._pause_seen = (now, paused)
+        return paused
 
     def _accept(self, entry_id: str, fields: dict[str, str] | None) -> None:
         """Start one delivered entry, or send it to the dead letter with whatever stops it from starting."""

@@ -46,6 +46,11 @@ class QueueKeys:
         return f"{self.tag}:consumers"
 
     @property
+    def paused(self) -> str:
+        """Present while an operator has paused the queue: its consumers take no new entries."""
+        return f"{self.tag}:paused"
+
+    @property
     def reaper_lock(self) -> str:
         return f"{self.tag}:reaper"
 

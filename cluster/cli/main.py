@@ -20,6 +20,7 @@ from cluster.cli.alerts import alerts_group
 from cluster.cli.autoscale import status_lines
 from cluster.cli.bench import bench
 from cluster.cli.monitoring import print_monitoring, top
+from cluster.cli.jobs import jobs_group, workers_group
 from cluster.cli.queues import queues_group
 from cluster.cli.replicas import replicas
 from config import ConfigError, LoadedConfig, effective, load
@@ -275,6 +276,8 @@ main.add_command(replicas)
 main.add_command(bench)
 main.add_command(queues_group)
 main.add_command(alerts_group)
+main.add_command(jobs_group)
+main.add_command(workers_group)
 
 
 def run() -> None:

@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from cluster.cli.control_call import control
 from config import PRIORITIES, ConfigError, Settings, load
 
 T = TypeVar("T")
@@ -132,16 +133,36 @@ def enqueue(name: str, priority: str | None, args_json: str, kwargs_json: str, d
 @click.option("--queue", type=click.Choice(PRIORITIES), help="Only this queue.")
 @click.option("--requeue", "requeue_id", metavar="JOB_ID", help="Put this dead job back on its queue.")
 @click.option("--requeue-all", is_flag=True, help="Put every dead job back on its queue.")
+@click.option("--retry-all", is_flag=True,
+              help="Like the dashboard: retry every dead job (of --name, of --queue), through the supervisor.")
+@click.option("--name", help="With --retry-all: only the dead jobs of this job name.")
+@click.option("--retry", "retry_entry", metavar="ENTRY_ID", help="Retry one dead entry (by entry id; needs --queue).")
+@click.option("--delete", "delete_entry", metavar="ENTRY_ID", help="Delete one dead entry (needs --queue).")
 @click.option("--purge", is_flag=True, help="Delete every dead letter entry.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @state_dir_option
 @config_option
-def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, purge: bool, limit: int, as_json: bool,
+def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all: bool, name: str | None,
+         retry_entry: str | None, delete_entry: str | None, purge: bool, limit: int, as_json: bool,
          state_dir: str | None, config_file: str | None) -> None:
-    """List the dead letter entries, or requeue / purge them."""
-    if sum(map(bool, (requeue_id, requeue_all, purge))) > 1:
-        _fail("give at most one of --requeue, --requeue-all, --purge", EXIT_USAGE)
+    """List the dead letter entries, or requeue / retry / delete / purge them."""
+    if sum(map(bool, (requeue_id, requeue_all, retry_all, retry_entry, delete_entry, purge))) > 1:
+        _fail("give at most one of --requeue, --requeue-all, --retry-all, --retry, --delete, --purge", EXIT_USAGE)
+    if name and not retry_all:
+        _fail("--name goes with --retry-all", EXIT_USAGE)
+    if retry_entry or delete_entry:
+        if not queue:
+            _fail("--retry/--delete need --queue", EXIT_USAGE)
+        action = "dead-retry" if retry_entry else "dead-delete"
+        result = control(state_dir, config_file, "POST", f"/actions/{action}",
+                         {"queue": queue, "entry": retry_entry or delete_entry})
+        click.echo(json.dumps(result))
+        return
+    if retry_all:
+        result = control(state_dir, config_file, "POST", "/actions/dead-retry-all", {"name": name, "queue": queue})
+        click.echo(f"retried {result['retried']}")
+        return
     settings = _settings(state_dir, config_file)
     if requeue_id or requeue_all:
         moved = _run(settings, lambda c: c.requeue_dead(requeue_id))
@@ -191,3 +212,40 @@ def delayed(queue: str | None, purge: bool, limit: int, as_json: bool, state_dir
         table.add_row(row["queue"], row["id"], row["name"] or "-", row["state"] or "-", str(row["attempts"]),
                       f"{row['due_at'] - now:.0f}s")
     Console(width=160).print(table)
+
+
+def _pause_command(action: str, help_text: str) -> click.Command:
+    @click.argument("queue", type=click.Choice(PRIORITIES))
+    @state_dir_option
+    @config_option
+    def command(queue: str, state_dir: str | None, config_file: str | None) -> None:
+        control(state_dir, config_file, "POST", f"/actions/{action}", {"queue": queue})
+        click.echo(f"{queue}: {'paused' if action == 'pause' else 'resumed'}")
+
+    command.__doc__ = help_text
+    return queues_group.command(action)(command)
+
+
+_pause_command("pause", "Pause QUEUE: its pools take no new jobs (in-flight ones finish); survives restarts.")
+_pause_command("resume", "Resume a paused QUEUE.")
+
+
+@queues_group.command("run-now")
+@click.argument("queue", type=click.Choice(PRIORITIES))
+@click.argument("job_id")
+@state_dir_option
+@config_option
+def run_now(queue: str, job_id: str, state_dir: str | None, config_file: str | None) -> None:
+    """Make delayed or retrying job JOB_ID of QUEUE due at once."""
+    control(state_dir, config_file, "POST", "/actions/run-now", {"queue": queue, "job": job_id})
+    click.echo(f"{job_id}: due now")
+
+
+@queues_group.command("restart")
+@click.argument("queue", type=click.Choice(PRIORITIES))
+@state_dir_option
+@config_option
+def restart(queue: str, state_dir: str | None, config_file: str | None) -> None:
+    """Restart QUEUE's pool processes (each finishes its jobs in hand; the supervisor starts new ones)."""
+    result = control(state_dir, config_file, "POST", "/actions/restart", {"group": f"queue-{queue}"})
+    click.echo(f"restarting {', '.join(result['restarted']) or 'nothing'}")

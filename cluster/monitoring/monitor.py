@@ -145,6 +145,8 @@ class Monitor:
             return
         app = web.Application(middlewares=[admin_only(lambda: self.supervisor.settings.admin.token)])
         app.router.add_get("/metrics", self.handle_metrics)
+        for component in self.supervisor.components:  # the dashboard serves its pages here
+            getattr(component, "add_listener_routes", lambda _app: None)(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = bind.rpartition(":")

@@ -16,9 +16,11 @@ def install(supervisor: "Supervisor") -> None:
     imported after `cluster start` has set PROMETHEUS_MULTIPROC_DIR.
     """
     from cluster.autoscale.autoscaler import Autoscaler
+    from cluster.dashboard.component import Dashboard
     from cluster.monitoring.monitor import Monitor
     from cluster.supervisor.queue_tier import QueueTier
 
     supervisor.components.append(QueueTier(supervisor))
     supervisor.components.append(Autoscaler(supervisor))
     supervisor.components.append(Monitor(supervisor))
+    supervisor.components.append(Dashboard(supervisor))
