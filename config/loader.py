@@ -272,7 +272,10 @@ def load(
     return LoadedConfig(settings=settings, sources=sources, file=path)
 
 
-def _mask_url(value: str) -> str:
+def mask_url(value: str | None) -> str | None:
+    """The URL with its password replaced, for logs, status and `config show`."""
+    if not value:
+        return value
     parts = urlsplit(value)
     if parts.password:
         netloc = parts.netloc.replace(f":{parts.password}@", ":****@")
@@ -287,7 +290,7 @@ def mask(key: str, value: Any) -> Any:
     if SECRET_KEY.search(key.rsplit(".", 1)[-1]):
         return "****"
     if isinstance(value, str) and "://" in value:
-        return _mask_url(value)
+        return mask_url(value)
     if isinstance(value, list):
         return [mask(key, item) for item in value]
     if isinstance(value, dict):

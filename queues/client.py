@@ -12,9 +12,10 @@ import redis.asyncio
 from redis.exceptions import ResponseError
 
 from config import PRIORITIES, Settings
+from config.loader import mask_url
 from observability.context import read_your_writes_var, request_id_var
 from queues import metrics, registry
-from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, async_client, masked, sync_client
+from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, async_client, sync_client
 from queues.envelope import FIELD, Envelope, check_job_id, decode, new_job_id
 from queues.keys import GROUP, QueueKeys
 from queues.scripts import ENQUEUE
@@ -130,7 +131,7 @@ class QueueClient:
         try:
             reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
+            raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {mask_url(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc
         return _result(self.settings, reply, envelope)
 
@@ -187,7 +188,7 @@ class QueueClient:
         try:
             return {priority: await self.queue_status(priority) for priority in PRIORITIES}
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"Redis at {masked(self.settings.redis.url)} is unreachable ({exc})") from exc
+            raise QueueUnavailable(f"Redis at {mask_url(self.settings.redis.url)} is unreachable ({exc})") from exc
 
     # -- dead letter -----------------------------------------------------------
 
@@ -256,6 +257,6 @@ class SyncQueueClient:
         try:
             reply = self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {masked(self.settings.redis.url)} "
+            raise QueueUnavailable(f"cannot enqueue {name!r}: Redis at {mask_url(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc
         return _result(self.settings, reply, envelope)

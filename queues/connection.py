@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
@@ -17,17 +16,6 @@ UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 
 class QueueUnavailable(RuntimeError):
     """Redis cannot be reached (or the queue tier is off)."""
-
-
-def masked(url: str | None) -> str | None:
-    """The URL with its password replaced, for logs and status."""
-    if not url:
-        return url
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
 
 
 def _options(max_connections: int) -> dict[str, Any]:

@@ -14,10 +14,11 @@ from typing import Any
 from aiohttp import web
 
 from config import Settings
+from config.loader import mask_url
 from queues import api as queue_api
 from queues import metrics, registry
 from queues.client import QueueClient, QueueFull
-from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, masked
+from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
 from workers.endpoints import HEALTH_CHECKS
 from workers.middleware import json_error
 
@@ -110,7 +111,7 @@ def _health_check(app: web.Application, settings: Settings) -> Any:
             await client.redis.ping()
         except UNAVAILABLE_ERRORS as exc:
             # warn, not fail: the HTTP tier still serves, and a failing /health would recycle its workers
-            return "queues", {"status": "warn", "output": f"Redis at {masked(settings.redis.url)} unreachable: {exc}"}
+            return "queues", {"status": "warn", "output": f"Redis at {mask_url(settings.redis.url)} unreachable: {exc}"}
         return "queues", {"status": "pass", "observedValue": round((time.perf_counter() - started) * 1000, 2),
                           "observedUnit": "ms"}
 

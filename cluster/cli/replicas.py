@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from config import ConfigError, Settings, load
+from config.urls import bind_url
 
 
 class StatusError(Exception):
@@ -32,15 +33,7 @@ def _endpoint(bind: str) -> tuple[str, str | None]:
     """(URL of the status endpoint, unix socket path or None) for a bind address."""
     from workers.db_routes import STATUS_PATH  # loads psycopg: only when this command runs
 
-    if bind.startswith("unix:"):
-        return f"http://localhost{STATUS_PATH}", bind[len("unix:"):]
-    host, _, port = bind.rpartition(":")
-    host = host.strip("[]")
-    if host in ("0.0.0.0", "", "::"):
-        host = "127.0.0.1" if host != "::" else "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}{STATUS_PATH}", None
+    return bind_url(bind, STATUS_PATH)
 
 
 async def _fetch(url: str, socket: str | None, timeout: float = 5.0) -> dict[str, Any]:

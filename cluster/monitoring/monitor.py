@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import time
 from collections import deque
@@ -26,13 +25,12 @@ from prometheus_client.metrics_core import GaugeMetricFamily, Metric
 from cluster.monitoring import health_score
 from cluster.monitoring.channels import Dispatcher, configured_channels
 from cluster.monitoring.alerts import AlertBook, Thresholds
-from cluster.supervisor.children import process_figures
 from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
 
 if TYPE_CHECKING:
-    from cluster.supervisor.core import Supervisor
+    from cluster.component import Host
 
 log = logging.getLogger("cluster.monitoring.monitor")
 METRICS: dict[str, str] = {
@@ -64,10 +62,10 @@ def _sample_sum(families: list[Metric], name: str) -> tuple[float | None, dict[s
 class Monitor:
     name = "monitoring"
 
-    def __init__(self, supervisor: "Supervisor") -> None:
-        self.supervisor = supervisor
-        self.store = MetricsStore(supervisor.metrics_dir)
-        mon = supervisor.settings.monitoring
+    def __init__(self, host: "Host") -> None:
+        self.host = host
+        self.store = MetricsStore(host.metrics_dir)
+        mon = host.settings.monitoring
         self.book = AlertBook(for_seconds=mon.alert_for, cooldown=mon.alert_cooldown)
         self.window = HttpWindow(mon.window)
         self.history: dict[str, deque[tuple[float, float]]] = {m: deque() for m in METRICS}
@@ -100,20 +98,20 @@ class Monitor:
 
     def _start_dispatcher(self) -> None:
         assert self._session is not None
-        cluster = {"host": socket.gethostname(), "state_dir": str(self.supervisor.state_dir)}
-        self.dispatcher = Dispatcher(configured_channels(self.supervisor.settings.alerts, self._session), cluster)
+        cluster = {"host": socket.gethostname(), "state_dir": str(self.host.state_dir)}
+        self.dispatcher = Dispatcher(configured_channels(self.host.settings.alerts, self._session), cluster)
         self.dispatcher.start()
 
     async def reload(self) -> None:
         """Thresholds are read at every tick; timings and channels are taken from the new settings here."""
-        mon = self.supervisor.settings.monitoring
+        mon = self.host.settings.monitoring
         self.book.for_seconds, self.book.cooldown, self.window.window = mon.alert_for, mon.alert_cooldown, mon.window
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         self._start_dispatcher()
 
     async def _start_listener(self) -> None:
-        bind = self.supervisor.settings.metrics.bind
+        bind = self.host.settings.metrics.bind
         if not bind:
             return
         app = web.Application()
@@ -137,7 +135,7 @@ class Monitor:
                 await self.tick()
             except Exception:
                 log.exception("monitor tick failed")
-            await asyncio.sleep(self.supervisor.settings.monitoring.metrics_interval)
+            await asyncio.sleep(self.host.settings.monitoring.metrics_interval)
 
     # -- one evaluation ----------------------------------------------------------
 
@@ -162,7 +160,7 @@ class Monitor:
             "concurrent_users": in_flight or 0.0,
             "queue_size": queue_size or 0.0,
         }
-        mon = self.supervisor.settings.monitoring
+        mon = self.host.settings.monitoring
         thresholds = thresholds_of(mon)
         metrics: dict[str, Any] = {}
         for name, value in values.items():
@@ -191,7 +189,7 @@ class Monitor:
             "window": mon.window,
             "metrics": metrics,
             "health": {"score": score, "level": health_score.level(score)},
-            "workers": self.supervisor.scale_status(),
+            "workers": self.host.scale_status(),
             "queues": {"present": queue_size is not None, "total_depth": queue_size or 0.0, "depth": by_queue},
             "http": {"requests_in_window": figures.requests},
             "alerts": {"active": len(self.book.active),
@@ -207,19 +205,15 @@ class Monitor:
                                 labels=["group", "name"])
         rss = GaugeMetricFamily("cluster_process_resident_memory_bytes", "Resident memory of one process.",
                                 labels=["group", "name"])
-        sup = self.supervisor
-        rows = [
-            {"group": "supervisor", "name": "supervisor", **process_figures(os.getpid())},
-            *(child.status() for child in sup.children.values()),
-            *sup.http_workers.rows(),
-        ]
-        for row in rows:
+        host = self.host
+        for row in host.process_rows():
             if row.get("cpu_percent") is not None:
                 cpu.add_metric([row["group"], row["name"]], row["cpu_percent"])
             if row.get("rss_bytes") is not None:
                 rss.add_metric([row["group"], row["name"]], row["rss_bytes"])
-        workers = GaugeMetricFamily("cluster_workers", "HTTP workers running.", value=len(sup.http_workers.last))
-        target = GaugeMetricFamily("cluster_workers_target", "HTTP workers wanted.", value=sup.worker_target)
+        scale = host.scale_status()
+        workers = GaugeMetricFamily("cluster_workers", "HTTP workers running.", value=scale["current"])
+        target = GaugeMetricFamily("cluster_workers_target", "HTTP workers wanted.", value=scale["target"])
         families: list[Metric] = [cpu, rss, workers, target]
         if self.last:
             metrics = self.last["metrics"]
@@ -268,5 +262,5 @@ class Monitor:
             ],
             "channels": self.dispatcher.status() if self.dispatcher else {},
             "metrics_files": self.compactions,
-            "metrics_bind": self.supervisor.settings.metrics.bind if self._listener else None,
+            "metrics_bind": self.host.settings.metrics.bind if self._listener else None,
         }

@@ -12,8 +12,8 @@ def install(supervisor: "Supervisor") -> None:
     """Register every feature's component on a supervisor before it runs.
 
     The queue tier comes first: it settles the Redis URL every child reads.
-    Imported here, not at module level, so that prometheus_client is first
-    imported after `cluster start` has set PROMETHEUS_MULTIPROC_DIR.
+    Each component gets the supervisor as its ``Host`` (``cluster.component``):
+    figures to read, and requests that go through the command loop.
     """
     from cluster.autoscale.autoscaler import Autoscaler
     from cluster.monitoring.monitor import Monitor
