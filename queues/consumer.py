@@ -221,23 +221,28 @@ class Consumer:
         started = time.perf_counter()
         try:
             result = await self.runner.run(spec, envelope.args, envelope.kwargs, timeout)
-            payload = json.dumps(result, allow_nan=False)
         except HungHandler as exc:
             self._record(Failure(entry_id, f"JobTimeout: {exc}", "", envelope=envelope, reason="timeout"))
             await self._die_for(envelope)
         except JobTimeout as exc:
             self._record(Failure(entry_id, f"JobTimeout: {exc}", "", envelope=envelope, reason="timeout"))
         except Exception as exc:
-            error = f"{type(exc).__name__}: {exc}"
-            if isinstance(exc, TypeError | ValueError) and "JSON" in str(exc):
-                error = f"result is not JSON: {exc}"
-            self._record(Failure(entry_id, error, traceback.format_exc(), envelope=envelope))
+            self._record(Failure(entry_id, f"{type(exc).__name__}: {exc}", traceback.format_exc(), envelope=envelope))
         else:
-            self.done.extend((entry_id, envelope.id, envelope.attempt, payload))
-            self._m["processed"].inc()
-            self._flush_needed.set()
+            self._succeeded(entry_id, envelope, result)
         finally:
             self._duration.observe(time.perf_counter() - started)
+
+    def _succeeded(self, entry_id: str, envelope: Envelope, result: Any) -> None:
+        """Queue the ack with the result, or fail the job when its result cannot be stored as JSON."""
+        try:
+            payload = json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:  # what json.dumps raises for what it cannot encode
+            self._record(Failure(entry_id, f"result is not JSON: {exc}", traceback.format_exc(), envelope=envelope))
+            return
+        self.done.extend((entry_id, envelope.id, envelope.attempt, payload))
+        self._m["processed"].inc()
+        self._flush_needed.set()
 
     def _context(self, envelope: Envelope) -> JobContext:
         return JobContext(

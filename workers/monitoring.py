@@ -26,7 +26,7 @@ async def _from_supervisor(request: web.Request, method: str, path: str) -> web.
     try:
         body = await control_client.call(state_dir, method, path)
     except control_client.ControlError as exc:
-        status = 404 if ": 404 " in str(exc) else 503
+        status = 404 if exc.status == 404 else 503
         return json_error(status, "no such alert" if status == 404 else "supervisor unavailable", detail=str(exc))
     return web.json_response(body)
 

@@ -16,7 +16,7 @@ from aiohttp import web
 from config import Settings
 from config.loader import mask_url
 from queues import api as queue_api
-from queues import metrics, registry
+from queues import registry
 from queues.client import QueueClient, QueueFull
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
 from workers.endpoints import HEALTH_CHECKS
@@ -93,8 +93,7 @@ async def queues_status(request: web.Request) -> web.Response:
         queues = await _client(request).status()
     except QueueUnavailable as exc:
         return json_error(503, str(exc))
-    for priority, figures in queues.items():
-        metrics.set_queue_gauges(priority, figures)
+    # A read: the queue gauges are the pools' to publish (queues.consumer), not a status getter's.
     return web.json_response({"queues": queues, "time": time.time()})
 
 

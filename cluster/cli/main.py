@@ -59,7 +59,7 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     if state_dir:
         overrides["server.state_dir"] = state_dir
     loaded = load_or_exit(config_file, overrides)
-    from observability.metrics import use_multiprocess_dir
+    from observability.multiproc import use_multiprocess_dir
 
     # The supervisor empties this directory before any of its metrics is written.
     use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))

@@ -28,19 +28,13 @@ from cluster.monitoring.alerts import AlertBook, Thresholds
 from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
+from config.monitored import MONITORED
 
 if TYPE_CHECKING:
     from cluster.component import Host
 
 log = logging.getLogger("cluster.monitoring.monitor")
-METRICS: dict[str, str] = {
-    "cpu": "%",
-    "memory": "%",
-    "response_time": "s",
-    "error_rate": "%",
-    "concurrent_users": "requests",
-    "queue_size": "jobs",
-}
+METRICS: dict[str, str] = {m.name: m.unit for m in MONITORED}
 
 
 def thresholds_of(monitoring: Any) -> dict[str, Thresholds]:
