@@ -33,6 +33,13 @@ class Scale:
 
 
 @dataclass(frozen=True)
+class Nudge:
+    """SIGTTIN (+1) or SIGTTOU (-1), as gunicorn's arbiter takes them: one worker more or fewer, pinned."""
+
+    step: int
+
+
+@dataclass(frozen=True)
 class SetTarget:
     """The autoscaler's decision; ignored once an operator pinned the count."""
 
@@ -66,4 +73,4 @@ class MarkReady:
     """The port answers and every wanted worker has booted."""
 
 
-Command = Stop | Reload | Scale | SetTarget | SampleWorkers | HealthReport | WorkerExit | MarkReady
+Command = Stop | Reload | Scale | Nudge | SetTarget | SampleWorkers | HealthReport | WorkerExit | MarkReady

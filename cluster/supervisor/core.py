@@ -34,7 +34,7 @@ from cluster.arbiter.http_tier import write_target
 from cluster.component import Component
 from cluster.supervisor import control, sd_notify
 from cluster.supervisor.children import ChildSpec, SupervisedChild
-from cluster.supervisor.commands import Command, HealthReport, MarkReady, Reload, SampleWorkers, Scale, \
+from cluster.supervisor.commands import Command, HealthReport, MarkReady, Nudge, Reload, SampleWorkers, Scale, \
     SetTarget, Stop, WorkerExit
 from cluster.supervisor.health import HealthState, over_limits, probe
 from cluster.supervisor.http_workers import HttpWorkers
@@ -89,6 +89,7 @@ class Supervisor:
             Stop: self.handle_stop,
             Reload: self.handle_reload,
             Scale: self.handle_scale,
+            Nudge: self.handle_nudge,
             SetTarget: self.handle_set_target,
             SampleWorkers: self.handle_sample,
             HealthReport: self.handle_health,
@@ -189,6 +190,8 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, self.post, Reload("SIGHUP"))
+        loop.add_signal_handler(signal.SIGTTIN, self.post, Nudge(+1))
+        loop.add_signal_handler(signal.SIGTTOU, self.post, Nudge(-1))
 
         self.add_child(ChildSpec(
             name="http",
@@ -361,6 +364,12 @@ class Supervisor:
             if command.auto or (runtime.mode == "fixed" and new_min < new_max):
                 runtime.mode = "auto"
             self.set_worker_target(runtime.target, "bounds changed")
+        return self.scale_status()
+
+    async def handle_nudge(self, command: Nudge) -> dict[str, Any]:
+        """One worker more or fewer within the bounds, pinned like `cluster scale N`."""
+        self.runtime.mode = "manual"
+        self.set_worker_target(self.runtime.target + command.step, "SIGTTIN" if command.step > 0 else "SIGTTOU")
         return self.scale_status()
 
     async def handle_set_target(self, command: SetTarget) -> int:

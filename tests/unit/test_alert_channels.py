@@ -104,9 +104,19 @@ def test_a_full_queue_drops_its_oldest(monkeypatch):
     monkeypatch.setattr(alert_channels, "QUEUE_SIZE", 2)
 
     async def scenario():
-        dispatcher = Dispatcher([Flaky("webhook", [])], {"host": "h"})
-        for _ in range(5):
-            dispatcher.publish(one_note())
-        return dispatcher.status()
+        channel = Flaky("webhook", [])
+        dispatcher = Dispatcher([channel], {"host": "h"})
+        for value in (6.0, 7.0, 8.0, 9.0, 10.0):
+            (note,) = AlertBook(0, 300).evaluate("error_rate", value, Thresholds(1, 5), 0)
+            dispatcher.publish(note)
+        queued = dispatcher.status()["webhook"]["queued"]
+        dispatcher.start()
+        for _ in range(200):
+            if len(channel.received) == 2:
+                break
+            await asyncio.sleep(0.01)
+        await dispatcher.stop()
+        return queued, [m["alert"]["value"] for m in channel.received]
 
-    assert asyncio.run(scenario())["webhook"]["queued"] == 2
+    queued, delivered = asyncio.run(scenario())
+    assert queued == 2 and delivered == [9.0, 10.0]
