@@ -8,8 +8,10 @@ Features (autoscaler, queues, monitor...) plug in as components.
 Like gunicorn's arbiter, it has one loop that changes its state: signal
 handlers, control-API handlers and the periodic tasks (sampling, health
 probes, the autoscaler, the arbiter's exit reports) only put commands
-(``cluster.supervisor.commands``) on a queue; ``_command_loop`` handles them
-one at a time, in order, and sets each result on the caller's future.
+(``cluster.supervisor.commands``) on a queue (``cluster.supervisor.command_loop``),
+which hands them one at a time, in order, to the ``handle_*`` methods below
+and sets each result on the caller's future. Bounds, target and mode are
+``WorkerRuntime`` (``cluster.supervisor.scaling``, pure).
 """
 
 from __future__ import annotations
@@ -22,8 +24,7 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,14 +35,16 @@ from cluster.arbiter.http_tier import write_target
 from cluster.component import Component
 from cluster.supervisor import control, sd_notify
 from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.command_loop import CommandLoop
 from cluster.supervisor.commands import Command, HealthReport, MarkReady, Nudge, Reload, SampleWorkers, Scale, \
     SetTarget, Stop, WorkerExit
 from cluster.supervisor.health import HealthState, over_limits, probe
 from cluster.supervisor.http_workers import HttpWorkers
 from cluster.supervisor.restart_policy import RestartPolicy
+from cluster.supervisor.scaling import WorkerRuntime, autoscaled, nudge, rescale
+from cluster.supervisor.status import ProcessRows
 from cluster.supervisor.worker_exits import ExitTally, listen
 from config import ConfigError, LoadedConfig, Settings, load
-from observability.process import CpuMeter, Reading
 from workers.control_client import socket_path
 
 log = logging.getLogger("cluster.supervisor.core")
@@ -52,25 +55,13 @@ class SupervisorError(Exception):
     """The supervisor cannot start (another one runs, the state dir is unusable...)."""
 
 
-@dataclass
-class WorkerRuntime:
-    """The state only the supervisor owns and changes (in its command loop): bounds, target, mode."""
-
-    minimum: int
-    maximum: int
-    target: int
-    mode: str
-    """``auto`` (the autoscaler decides), ``manual`` (pinned by `cluster scale N`) or ``fixed`` (min = max)."""
-
-
 class Supervisor:
     def __init__(self, loaded: LoadedConfig, load_args: dict[str, Any] | None = None) -> None:
         self.loaded = loaded
         self.load_args = load_args or {}
         self.state_dir = Path(loaded.settings.server.state_dir).resolve()
         bounds = loaded.settings.workers
-        self.runtime = WorkerRuntime(bounds.min, bounds.max, bounds.min,
-                                     "auto" if bounds.min < bounds.max else "fixed")
+        self.runtime = WorkerRuntime.initial(bounds.min, bounds.max)
         self._base = loaded.settings
         self._settings = self._effective()
         self.started = time.time()
@@ -81,11 +72,9 @@ class Supervisor:
         self.children: dict[str, SupervisedChild] = {}
         self.components: list[Component] = []
         self.ready = False
-        self._meter = CpuMeter()
+        self._rows = ProcessRows(self.started)
         self._recycling: set[int] = set()
-        self._commands: asyncio.Queue[tuple[Command, asyncio.Future[Any]]] = asyncio.Queue()
-        self._closed = False
-        self._handlers: dict[type, Callable[[Any], Awaitable[Any]]] = {
+        self._commands = CommandLoop({
             Stop: self.handle_stop,
             Reload: self.handle_reload,
             Scale: self.handle_scale,
@@ -95,7 +84,7 @@ class Supervisor:
             HealthReport: self.handle_health,
             WorkerExit: self.handle_worker_exit,
             MarkReady: self.handle_ready,
-        }
+        })
         self._tasks: list[asyncio.Task[Any]] = []
         self._control: web.AppRunner | None = None
         self._exit_reports: asyncio.DatagramTransport | None = None
@@ -216,15 +205,13 @@ class Supervisor:
             asyncio.create_task(self._probe_health(), name="health"),
             asyncio.create_task(self._announce_ready(), name="ready"),
         ]
-        await self._command_loop()
+        await self._commands.run(until=Stop)
         await self.shutdown()
         return 0
 
     async def shutdown(self) -> None:
         sd_notify.notify("STOPPING=1")
-        self._closed = True
-        while not self._commands.empty():
-            self._commands.get_nowait()[1].cancel()
+        self._commands.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -246,35 +233,11 @@ class Supervisor:
 
     def submit(self, command: Command) -> asyncio.Future[Any]:
         """Queue a command for the loop; the future gets its result (cancelled once the loop is over)."""
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        if self._closed:
-            future.cancel()
-        else:
-            self._commands.put_nowait((command, future))
-        return future
+        return self._commands.submit(command)
 
     def post(self, command: Command) -> None:
         """Queue a command nobody waits for (signals, exit reports); its failure is logged by the loop."""
-        self.submit(command).add_done_callback(_consume)
-
-    async def _command_loop(self) -> None:
-        """Handle the commands one at a time, in order, until a Stop."""
-        while True:
-            command, future = await self._commands.get()
-            try:
-                result = await self._handlers[type(command)](command)
-            except ValueError as exc:  # a request the caller got wrong
-                if not future.cancelled():
-                    future.set_exception(exc)
-            except Exception as exc:
-                log.exception("command %s failed", type(command).__name__)
-                if not future.cancelled():
-                    future.set_exception(exc)
-            else:
-                if not future.cancelled():
-                    future.set_result(result)
-            if isinstance(command, Stop):
-                return
+        self._commands.post(command)
 
     async def _every(self, interval: float, command: Callable[[], Command]) -> None:
         while True:
@@ -346,35 +309,16 @@ class Supervisor:
         return {"reloaded": True, "problems": []}
 
     async def handle_scale(self, command: Scale) -> dict[str, Any]:
-        runtime = self.runtime
-        new_min = runtime.minimum if command.minimum is None else command.minimum
-        new_max = runtime.maximum if command.maximum is None else command.maximum
-        if new_min < 1 or new_min > new_max:
-            raise ValueError(f"bounds min={new_min} max={new_max}: need 1 <= min <= max")
-        workers = command.workers
-        if workers is not None and not new_min <= workers <= new_max:
-            raise ValueError(f"{workers} workers is outside [{new_min}, {new_max}]: move the bounds with --min/--max")
-        if (new_min, new_max) != (runtime.minimum, runtime.maximum):
-            runtime.minimum, runtime.maximum = new_min, new_max
-            self._use_settings(self._base)
-        if workers is not None:
-            runtime.mode = "manual"
-            self.set_worker_target(workers, "manual scale")
-        else:
-            if command.auto or (runtime.mode == "fixed" and new_min < new_max):
-                runtime.mode = "auto"
-            self.set_worker_target(runtime.target, "bounds changed")
+        self._use_runtime(rescale(self.runtime, command.workers, command.auto, command.minimum, command.maximum),
+                          "manual scale" if command.workers is not None else "bounds changed")
         return self.scale_status()
 
     async def handle_nudge(self, command: Nudge) -> dict[str, Any]:
-        """One worker more or fewer within the bounds, pinned like `cluster scale N`."""
-        self.runtime.mode = "manual"
-        self.set_worker_target(self.runtime.target + command.step, "SIGTTIN" if command.step > 0 else "SIGTTOU")
+        self._use_runtime(nudge(self.runtime, command.step), "SIGTTIN" if command.step > 0 else "SIGTTOU")
         return self.scale_status()
 
     async def handle_set_target(self, command: SetTarget) -> int:
-        if self.runtime.mode != "manual":
-            self.set_worker_target(command.count, command.reason)
+        self._use_runtime(autoscaled(self.runtime, command.count), command.reason)
         return self.runtime.target
 
     async def handle_sample(self, command: SampleWorkers) -> None:
@@ -418,18 +362,17 @@ class Supervisor:
         sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving with {self.worker_target} workers")
         log.info("cluster ready", extra={"workers": len(self.http_workers.last), "bind": self.settings.server.bind})
 
-    def set_worker_target(self, count: int, reason: str) -> int:
-        """Ask the arbiter for ``count`` workers, clamped to [min, max]; returns the target."""
-        runtime = self.runtime
-        target = max(runtime.minimum, min(runtime.maximum, count))
-        if target != runtime.target:
+    def _use_runtime(self, runtime: WorkerRuntime, reason: str) -> None:
+        """Adopt new bounds, target and mode: the settings file for new bounds, the target file for the arbiter."""
+        before, self.runtime = self.runtime, runtime
+        if (runtime.minimum, runtime.maximum) != (before.minimum, before.maximum):
+            self._use_settings(self._base)
+        if runtime.target != before.target:
             log.info(
-                "worker target %d -> %d: %s", runtime.target, target, reason,
-                extra={"from": runtime.target, "to": target, "reason": reason},
+                "worker target %d -> %d: %s", before.target, runtime.target, reason,
+                extra={"from": before.target, "to": runtime.target, "reason": reason},
             )
-            runtime.target = target
-            write_target(self.state_dir, target)
-        return target
+            write_target(self.state_dir, runtime.target)
 
     # -- what components and the control API read ---------------------------------------
 
@@ -451,22 +394,7 @@ class Supervisor:
 
     def process_rows(self) -> list[dict[str, Any]]:
         """The supervisor's own row, then every child's and HTTP worker's."""
-        me = os.getpid()
-        readings = self._read_children(me)
-        row = {"group": "supervisor", "name": "supervisor", "pid": me, "state": "running",
-               "uptime": round(time.time() - self.started, 1), "restarts": None, **_figures(readings.get(me))}
-        return [row, *self._child_rows(readings)]
-
-    def _read_children(self, *more: int) -> dict[int, Reading]:
-        return self._meter.read([*more, *(c.pid for c in self.children.values() if c.pid)])
-
-    def _child_rows(self, readings: dict[int, Reading]) -> list[dict[str, Any]]:
-        """The HTTP tier's arbiter, its workers, then the other children."""
-        def row(child: SupervisedChild) -> dict[str, Any]:
-            return {**child.status(), **_figures(readings.get(child.pid) if child.pid else None)}
-
-        others = [child for name, child in self.children.items() if name != "http"]
-        return [row(self.http_child), *self.http_workers.rows(), *(row(c) for c in others)]
+        return self._rows.supervisor_and_children(self.children, self.http_workers)
 
     def status(self) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -478,25 +406,12 @@ class Supervisor:
                 "ready": self.ready,
             },
             "workers": {**self.scale_status(), "exits": self.exits.total, "exit_reasons": dict(self.exits.by_reason)},
-            "processes": self._child_rows(self._read_children(os.getpid())),
+            "processes": self._rows.children(self.children, self.http_workers),
             "health": self.health.status(),
         }
         for component in self.components:
             body[component.name] = component.status()
         return body
-
-
-def _figures(reading: Reading | None) -> dict[str, Any]:
-    if reading is None:
-        return {"cpu_percent": None, "rss_bytes": None}
-    cpu = None if reading.cpu_percent is None else round(reading.cpu_percent, 1)
-    return {"cpu_percent": cpu, "rss_bytes": reading.rss_bytes}
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    """Retrieve a posted command's outcome so asyncio does not warn; the loop logged any failure."""
-    if not future.cancelled():
-        future.exception()
 
 
 def _socket_answers(path: Path) -> bool:
