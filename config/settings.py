@@ -12,6 +12,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from config.monitored import NAMES as MONITORED_NAMES
+
 PRIORITIES: tuple[str, ...] = ("high", "medium", "low", "background")
 # Upper bounds of counts and sizes (README: Bounds): a typo of a few zeros is an error, not a fork storm.
 MAX_WORKERS = 1024
@@ -325,7 +327,7 @@ def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:
     if settings.restart.backoff_initial > settings.restart.backoff_max:
         problems.append(("restart.backoff_initial", "is greater than restart.backoff_max"))
     mon = settings.monitoring
-    for metric in ("cpu", "memory", "response_time", "error_rate", "concurrent_users", "queue_size"):
+    for metric in MONITORED_NAMES:
         warning, critical = getattr(mon, f"{metric}_warning"), getattr(mon, f"{metric}_critical")
         if warning > critical:
             problems.append((f"monitoring.{metric}_warning", f"warning ({warning}) is above critical ({critical})"))

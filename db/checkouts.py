@@ -2,22 +2,42 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
 from psycopg_pool import TooManyRequests
 
+from config.settings import DatabaseSettings
 from observability.context import read_your_writes_var
 from db.errors import Failure, NoHostAvailable, PrimaryUnavailable, classify, is_read_only_answer
 from db.freshness import parse_lsn
 from db.host_state import HostState
-from db.selection import pick_read_host, replicas_to_verify, token_lsn
+from db.selection import Routing, pick_read_host, replicas_to_verify, token_lsn
+from db.strategies import Strategy
 
-if TYPE_CHECKING:
-    from db.router import Router
+
+
+class Router(Protocol):
+    """What a checkout needs of the router (``db.router.Router``): its routing snapshot, and reports back."""
+
+    settings: DatabaseSettings
+    routing: Routing
+    replayed: dict[str, int | None]
+    by_name: dict[str, HostState]
+    strategy: Strategy
+    wake: asyncio.Event
+
+    def require_open(self) -> None: ...
+
+    def host_failed(self, host: HostState, exc: BaseException) -> None: ...
+
+    def note_replayed(self, host: HostState, position: int) -> None: ...
+
+    async def remember_write(self, conn: AsyncConnection) -> None: ...
 
 log = logging.getLogger("db")
 

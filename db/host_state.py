@@ -13,6 +13,7 @@ from db.health_state import HostHealth
 from db.hosts import HostSpec
 from db.probe import Prober
 from db.selection import HostView, ObservedRole
+from db.transitions import HostRecord
 
 
 class HostState:
@@ -64,6 +65,21 @@ class HostState:
         if not self.health.up:
             return "down"
         return "stale" if self.role == "replica" and not self.fresh else "up"
+
+    def record(self) -> HostRecord:
+        return HostRecord(self.role, self.health, self.fresh, self.lsn, self.lag_bytes, self.lag_seconds,
+                          self.last_error, self.checked_at)
+
+    def adopt(self, record: HostRecord) -> None:
+        """Take the record a health check produced (``db.transitions.transition``)."""
+        self.role, self.health, self.fresh = record.role, record.health, record.fresh
+        self.lsn, self.lag_bytes, self.lag_seconds = record.lsn, record.lag_bytes, record.lag_seconds
+        self.last_error, self.checked_at = record.last_error, record.checked_at
+        if self.role == "replica":
+            if self.lag_bytes is not None:
+                metrics.LAG_BYTES.labels(self.name).set(self.lag_bytes)
+            if self.lag_seconds is not None:
+                metrics.LAG_SECONDS.labels(self.name).set(self.lag_seconds)
 
     def view(self) -> HostView:
         return HostView(self.name, self.role, self.health.up, self.fresh, self.lag_bytes, self.lag_seconds)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -27,15 +28,17 @@ from config.settings import DatabaseSettings
 from observability.context import read_your_writes_var
 from db import metrics
 from db.checkouts import PrimaryConnection, ReadConnection
+from db.probe import ProbeResult
 from db.errors import RouterClosed
 from db.freshness import format_lsn, parse_lsn, wal_end
-from db.health_loop import check_round, run_health_loop
 from db.host_state import HostState
 from db.hosts import HostSpec, hosts_from_settings
 from db.selection import Routing, plan_routing
 from db.strategies import make_strategy
+from db.transitions import LagLimits, next_delay, primary_position, transition
 
 log = logging.getLogger("db")
+health_log = logging.getLogger("db.health")
 PRIMARY_SAMPLES = 256
 
 
@@ -69,8 +72,8 @@ class Router:
         for host in self.hosts:
             await host.pool.open(wait=False)
         self._open = True
-        await check_round(self, first=True)
-        self._task = asyncio.create_task(run_health_loop(self), name="db-health")
+        await self.check_round(first=True)
+        self._task = asyncio.create_task(self._health_loop(), name="db-health")
         log.info("database router started", extra={"hosts": [h.name for h in self.hosts],
                                                    "strategy": self.settings.strategy})
 
@@ -87,6 +90,58 @@ class Router:
         for host in self.hosts:
             await host.prober.close()
             await host.pool.close()
+
+    # -- health rounds -------------------------------------------------------------
+    #
+    # Every ``health_check_interval`` (with +-10 % jitter so workers do not probe in
+    # step), each host is probed on its own connection: reachable, in recovery or not,
+    # and its WAL position. The primary's position is the yardstick for every
+    # replica's byte lag. While a host is down the next round comes after at most a
+    # second, so it rejoins soon after it is back; a request that loses a connection
+    # wakes the loop at once (roles are re-probed right away).
+
+    async def check_round(self, first: bool = False) -> None:
+        """Probe every host at once, then update their states and the routing snapshot."""
+        results = await asyncio.gather(*(h.prober.probe() for h in self.hosts))
+        await self.apply_round(list(zip(self.hosts, results)), time.time(), first)
+
+    async def apply_round(self, results: list[tuple[HostState, ProbeResult]], now: float,
+                          first: bool = False) -> None:
+        """Update every host from one round of probe results taken at ``now``, then the routing snapshot."""
+        position = primary_position([r for _, r in results])
+        if position is not None:
+            self.primary_lsn, self.wal_block_size = position
+            self.primary_samples.append((now, self.primary_lsn))
+        limits = LagLimits(self.settings.max_lag_seconds, self.settings.max_lag_bytes)
+        for host, result in results:
+            # Without a primary this round, replicas are measured against the last position seen.
+            step = transition(host.name, host.record(), result, self.primary_lsn, self.primary_samples, now,
+                              limits, first)
+            if step.check_pool:
+                await host.pool.check()
+            host.adopt(step.record)
+            for warning in step.warnings:
+                health_log.warning("%s", warning, extra={"db_host": host.name})
+        for host in self.hosts:
+            metrics.IN_USE.labels(host.name).set(host.load())
+        self.rebuild_routing()
+
+    async def _health_loop(self) -> None:
+        interval = self.settings.health_check_interval
+        # The open flag, not cancellation alone, ends the loop: on 3.11 a cancel that lands as the
+        # wake event fires can be swallowed by the wait.
+        while self._open:
+            any_down = any(not h.health.up for h in self.hosts)
+            try:
+                async with asyncio.timeout(next_delay(interval, any_down, random.random())):
+                    await self.wake.wait()
+            except TimeoutError:
+                pass
+            self.wake.clear()
+            try:
+                await self.check_round()
+            except Exception:  # the loop must outlive any single bad round
+                log.exception("database health round failed")
 
     # -- checkouts ---------------------------------------------------------------
 
@@ -148,10 +203,8 @@ class Router:
     # -- surfaces ----------------------------------------------------------------
 
     def status(self, pools: bool = True) -> dict[str, Any]:
+        """What the router knows now (a read: the pool gauges are set by the health rounds)."""
         routing = self.routing
-        if pools:
-            for host in self.hosts:
-                metrics.IN_USE.labels(host.name).set(host.load())
         return {
             "enabled": True,
             "strategy": self.settings.strategy,
@@ -181,7 +234,7 @@ async def probe_status(settings: Settings) -> dict[str, Any] | None:
     if router is None:
         return None
     try:
-        await check_round(router, first=True)
+        await router.check_round(first=True)
         status = router.status(pools=False)
     finally:
         for host in router.hosts:

@@ -1,10 +1,8 @@
 """The Prometheus metrics every process writes, in prometheus_client's multiprocess mode.
 
 Every process of the tree writes its samples into ``$PROMETHEUS_MULTIPROC_DIR``
-(``<state_dir>/metrics``); the supervisor alone reads and aggregates them. The
-variable must be set before prometheus_client is first imported in a process
-(it picks its value class at import): the supervisor's children inherit it
-from ``Supervisor.child_env`` and ``cluster start`` sets it for the supervisor.
+(``<state_dir>/metrics``); the supervisor alone reads and aggregates them. How a
+process is pointed at it is ``observability.multiproc``'s job.
 
 Importing this module creates no file (a metric without labels opens its file
 when it is constructed): the HTTP metrics are built on first use, in a worker,
@@ -21,7 +19,8 @@ from functools import cache
 from prometheus_client import Counter, Gauge, Histogram
 from prometheus_client import multiprocess
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+from observability.multiproc import MULTIPROC_ENV
+
 # Bucket bounds include the response-time thresholds (1 s, 3 s) so the p95
 # the monitor derives from them is exact where it matters.
 DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
@@ -30,21 +29,6 @@ UNMATCHED_ROUTE = "__unmatched__"
 CHILD_RESTARTS = Counter(
     "cluster_child_restarts", "Restarts of supervised children, HTTP workers included.", ["child"],
 )
-
-
-def use_multiprocess_dir(path: str) -> None:
-    """Make this process write its metrics into ``path``, even if prometheus_client is already imported.
-
-    prometheus_client picks its value class from the environment when it is
-    first imported, and any CLI module may import it before `cluster start`
-    knows the state dir. Metrics with labels create their values on first
-    use, from ``values.ValueClass``, so choosing the class again here is
-    enough for every such metric.
-    """
-    from prometheus_client import values
-
-    os.environ[MULTIPROC_ENV] = path
-    values.ValueClass = values.get_value_class()
 
 
 def mark_dead(pid: int) -> None:

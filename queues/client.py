@@ -14,9 +14,11 @@ import redis.asyncio
 from redis.exceptions import OutOfMemoryError, ResponseError
 
 from config import PRIORITIES, Settings
+from config.masking import mask_url
+from config.masking import mask_url
 from observability.context import read_your_writes_var, request_id_var
 from queues import job_limits, metrics, registry
-from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, RedisFull, async_client, masked, sync_client
+from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, RedisFull, async_client, sync_client
 from queues.envelope import FIELD, Envelope, check_job_id, decode, new_job_id
 from queues.keys import GROUP, QueueKeys
 from queues.scripts import ENQUEUE
@@ -32,7 +34,7 @@ class EnqueueUnknown(QueueUnavailable):
     an enqueue with an id that exists adds nothing, so the job runs at most once."""
 
     def __init__(self, name: str, job_id: str, url: str | None, cause: object) -> None:
-        super().__init__(f"cannot tell whether job {job_id} ({name!r}) was enqueued: Redis at {masked(url)} is "
+        super().__init__(f"cannot tell whether job {job_id} ({name!r}) was enqueued: Redis at {mask_url(url)} is "
                          f"unreachable or did not answer ({cause}); retry with the same job_id")
         self.job_id = job_id
 
@@ -235,7 +237,7 @@ class QueueClient:
                         await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
                 replies = await pipe.execute(raise_on_error=False)
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {masked(self.settings.redis.url)} "
+            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {mask_url(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc
         return _batch_outcomes(self.settings, prepared, replies)
 
@@ -293,7 +295,7 @@ class QueueClient:
         try:
             return {priority: await self.queue_status(priority) for priority in PRIORITIES}
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"Redis at {masked(self.settings.redis.url)} is unreachable ({exc})") from exc
+            raise QueueUnavailable(f"Redis at {mask_url(self.settings.redis.url)} is unreachable ({exc})") from exc
 
     # -- dead letter -----------------------------------------------------------
 
@@ -374,6 +376,6 @@ class SyncQueueClient:
                         self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
                 replies = pipe.execute(raise_on_error=False)
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {masked(self.settings.redis.url)} "
+            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {mask_url(self.settings.redis.url)} "
                                    f"is unreachable ({exc})") from exc
         return _batch_outcomes(self.settings, prepared, replies)

@@ -11,7 +11,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from config.masking import mask_url as masked
 
 UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 

@@ -12,7 +12,11 @@ CONTROL_SOCKET = "control.sock"
 
 
 class ControlError(Exception):
-    """The supervisor could not be reached or refused the request."""
+    """The supervisor could not be reached (``status`` None) or refused the request (its HTTP status)."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 def socket_path(state_dir: str | os.PathLike[str]) -> Path:
@@ -38,7 +42,7 @@ async def call(
                 body = await response.json(content_type=None)
                 if response.status >= 400:
                     message = body.get("error") if isinstance(body, dict) else body
-                    raise ControlError(f"{method} {path}: {response.status} {message}")
+                    raise ControlError(f"{method} {path}: {response.status} {message}", response.status)
                 return body
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
         raise ControlError(f"cannot reach the supervisor at {sock}: {exc}") from exc

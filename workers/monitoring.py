@@ -28,16 +28,9 @@ SCORE_TTL = 2.0
 # Informational: a degraded or critical level is a warning to humans, never a failure to serve.
 _HEALTH_STATUS = {"excellent": "pass", "good": "pass", "degraded": "warn", "critical": "warn"}
 _METRIC_STATUS = {"ok": "pass", "warning": "warn", "critical": "warn"}
-_CONTROL_STATUS = re.compile(r": (\d{3}) ")
 _HEX = re.compile(r"^[0-9a-f]{1,128}$")
 _LINK_REFUSALS = {403: "The link's signature is not valid.", 404: "This alert is no longer active.",
                   410: "This link was used already: the alert is acknowledged."}
-
-
-def _control_status(exc: control_client.ControlError) -> int:
-    """The supervisor's answer status in a ControlError (503 when it did not answer)."""
-    match = _CONTROL_STATUS.search(str(exc))
-    return int(match.group(1)) if match else 503
 
 
 async def _from_supervisor(request: web.Request, method: str, path: str,
@@ -46,9 +39,8 @@ async def _from_supervisor(request: web.Request, method: str, path: str,
     try:
         body = await control_client.call(state_dir, method, path, payload)
     except control_client.ControlError as exc:
-        status = _control_status(exc)
-        return json_error(status, "supervisor unavailable" if status == 503 else str(exc).rsplit(f"{status} ", 1)[-1],
-                          detail=str(exc))
+        status = exc.status or 503
+        return json_error(status, "supervisor unavailable" if exc.status is None else str(exc), detail=str(exc))
     return web.json_response(body)
 
 

@@ -14,12 +14,13 @@ from typing import Any
 from aiohttp import web
 
 from config import PRIORITIES, Settings
+from config.masking import mask_url
 from queues import api as queue_api
 from queues import metrics, registry
 from queues.client import EnqueueUnknown, QueueClient, QueueFull
+from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
 from queues.envelope import new_job_id
 from queues.job_limits import RESERVED_KWARGS
-from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, masked
 from workers.endpoints import HEALTH_CHECKS
 from workers.middleware import json_error
 
@@ -100,8 +101,7 @@ async def queues_status(request: web.Request) -> web.Response:
         queues = await _client(request).status()
     except QueueUnavailable as exc:
         return json_error(503, str(exc))
-    for priority, figures in queues.items():
-        metrics.set_queue_gauges(priority, figures)
+    # A read: the queue gauges are the pools' to publish (queues.consumer), not a status getter's.
     return web.json_response({"queues": queues, "time": time.time()})
 
 
@@ -131,7 +131,7 @@ def _health_check(app: web.Application, settings: Settings) -> Any:
             await client.redis.ping()
         except UNAVAILABLE_ERRORS as exc:
             # warn, not fail: the HTTP tier still serves, and a failing /health would recycle its workers
-            return "queues", {"status": "warn", "output": f"Redis at {masked(settings.redis.url)} unreachable: {exc}"}
+            return "queues", {"status": "warn", "output": f"Redis at {mask_url(settings.redis.url)} unreachable: {exc}"}
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         stalled = await _stalled_queues(client, settings)
         if stalled:

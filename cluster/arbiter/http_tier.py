@@ -8,6 +8,8 @@ gunicorn's own arbiter with these changes made in a subclass:
 - a worker still inside its boot grace is not taken for hung;
 - a scale-down retires the least busy worker (``cluster.arbiter.retire``), not the
   oldest, and a worker already told to stop is not counted nor told twice;
+- each worker's exit is reported to the supervisor with its reason
+  (``cluster.arbiter.exits``): retired, replaced by a reload, timed out, crashed;
 - nothing else runs in this process: the arbiter reaps with ``waitpid(-1)``,
   so helper subprocesses belong to the supervisor, never here.
 """
@@ -27,8 +29,9 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from cluster.arbiter.exits import EXITS_SOCKET, ExitReporter, exit_reason
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
-from cluster.supervisor.state_dir import write_file
+from cluster.safe_files import write_file
 from config import Settings, mask_text
 from observability.logs import ContextFilter, configure, json_formatter, redact_with, set_role
 from observability.metrics import CHILD_RESTARTS, mark_dead
@@ -83,8 +86,9 @@ def _post_fork(server: Arbiter, worker: Any) -> None:
     WORKER_STATE.reset_after_fork()
 
 
-def _child_exit(server: Arbiter, worker: Any) -> None:
+def _child_exit(server: "ClusterArbiter", worker: Any) -> None:
     mark_dead(worker.pid)
+    server.report_exit(worker)
     # The worker is already out of WORKERS: fewer than wanted means a replacement
     # comes, unless the arbiter is stopping (it drops its listeners first).
     if server.LISTENERS and len(server.WORKERS) < server.num_workers:
@@ -101,7 +105,18 @@ class ClusterArbiter(Arbiter):
         self._retiring: set[int] = set()
         self._stale_age = 0
         self.cpu_rates = CpuRates()
+        self.exits = ExitReporter(str(Path(app.settings.server.state_dir) / EXITS_SOCKET))
         super().__init__(app)
+
+    def report_exit(self, worker: Any) -> None:
+        """Tell the supervisor why ``worker`` left (called from the child_exit hook, once it is reaped)."""
+        reason = exit_reason(
+            stopping=not self.LISTENERS,
+            retiring=worker.pid in self._retiring,
+            stale=worker.age <= self._stale_age,
+            timed_out=worker.aborted,
+        )
+        self.exits.report(worker.pid, reason)
 
     def _follow_target(self) -> None:
         try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import psutil
+from observability.process import CpuMeter
 
 
 @dataclass(frozen=True)
@@ -41,37 +41,21 @@ def retire_order(workers: Iterable[WorkerLoad]) -> list[int]:
 
 
 class CpuRates:
-    """Per-pid CPU rate from ``cpu_times`` deltas between refreshes."""
+    """Per-pid CPU rate (CPU seconds per second) between refreshes, at most one refresh per ``every`` seconds."""
 
-    def __init__(self, every: float = 1.0) -> None:
+    def __init__(self, every: float = 1.0, meter: CpuMeter | None = None) -> None:
         self.every = every
+        self._meter = meter or CpuMeter()
         self._at: float | None = None
-        self._procs: dict[int, psutil.Process] = {}
-        self._cpu: dict[int, float] = {}
         self._rate: dict[int, float] = {}
 
     def refresh(self, pids: Iterable[int], now: float) -> None:
         """Measure every pid, unless the last refresh is less than ``every`` seconds old."""
         if self._at is not None and now - self._at < self.every:
             return
-        elapsed = None if self._at is None else now - self._at
         self._at = now
-        wanted = set(pids)
-        for gone in set(self._procs) - wanted:
-            self._procs.pop(gone, None)
-            self._cpu.pop(gone, None)
-            self._rate.pop(gone, None)
-        for pid in wanted:
-            try:
-                proc = self._procs.setdefault(pid, psutil.Process(pid))
-                times = proc.cpu_times()
-            except psutil.Error:
-                continue
-            cpu = times.user + times.system
-            before = self._cpu.get(pid)
-            if before is not None and elapsed:
-                self._rate[pid] = max(0.0, (cpu - before) / elapsed)
-            self._cpu[pid] = cpu
+        readings = self._meter.read(pids, now)
+        self._rate = {pid: r.cpu_percent / 100.0 for pid, r in readings.items() if r.cpu_percent is not None}
 
     def rate(self, pid: int) -> float:
         return self._rate.get(pid, 0.0)

@@ -1,11 +1,11 @@
-"""The autoscaler component: every ``sample_interval`` measure, ask the policy, apply the target.
+"""The autoscaler component: every ``sample_interval`` measure, ask the policy, request the target.
 
 The loop is thin: measuring lives in ``cluster.autoscale.signals``, deciding
-in ``cluster.autoscale.policy`` (pure), applying is the supervisor's
-``set_worker_target`` (the arbiter follows ``<state_dir>/http.target`` within
-about a second and retires the least busy worker on a scale-down). The mode
-and bounds stay the supervisor's (``cluster scale`` goes through its control
-API); every tick adopts them before deciding.
+in ``cluster.autoscale.policy`` (pure), applying is the supervisor's: the
+decision goes through its command loop (``Host.set_target``), which holds
+the one worker target, the bounds and the mode. The policy's state is
+re-based on them at every tick (``external_change``), so an operator's
+`cluster scale` is adopted before the next decision.
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from cluster.autoscale import metrics as autoscale_metrics
-from cluster.autoscale.policy import Decision, Sample, ScaleState, cooldown_remaining, current_penalty, decide, \
-    external_change
-from cluster.autoscale.signals import SystemCpu, UnexpectedExits, WorkerCpuMeter, bound_ports, free_memory_mb, \
-    listen_backlog
+from cluster.autoscale.policy import Decision, Mode, Sample, ScaleState, cooldown_remaining, current_penalty, \
+    decide, external_change
+from cluster.autoscale.signals import SystemCpu, bound_ports, free_memory_mb, listen_backlog, worker_cpu
+from observability.process import CpuMeter
 
 if TYPE_CHECKING:
-    from cluster.supervisor.core import Supervisor
+    from cluster.component import Host
 
 log = logging.getLogger("cluster.autoscale.autoscaler")
 
@@ -33,31 +33,29 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 1)
 
 
+def _mode(scale_mode: str) -> Mode:
+    return "manual" if scale_mode == "manual" else "auto"
+
+
 class Autoscaler:
     name = "autoscaler"
 
-    def __init__(self, supervisor: "Supervisor") -> None:
-        self.supervisor = supervisor
-        restart = supervisor.settings.restart
-        bounds = supervisor.settings.workers
-        self.state = ScaleState(supervisor.worker_target, bounds.min, bounds.max, self._mode())
-        self.worker_cpu = WorkerCpuMeter()
+    def __init__(self, host: "Host") -> None:
+        self.host = host
+        scale = host.scale_status()
+        self.state = ScaleState(scale["target"], scale["min"], scale["max"], _mode(scale["mode"]))
+        self.cpu = CpuMeter()
         self.system_cpu = SystemCpu()
-        self.exits = UnexpectedExits(restart.crash_loop_deaths, restart.crash_loop_window)
         self.sample: Sample | None = None
         self.decision: Decision | None = None
         self.decided_at: float | None = None
         self.last_change: dict[str, Any] | None = None
         self.events = {"up": 0, "down": 0}
-        self._health_actions = (supervisor.health.recycled, supervisor.health.reloads)
         self._task: asyncio.Task[None] | None = None
 
     @property
     def settings(self) -> Any:
-        return self.supervisor.settings.autoscale
-
-    def _mode(self) -> str:
-        return "manual" if self.supervisor.scale_mode == "manual" else "auto"
+        return self.host.settings.autoscale
 
     async def start(self) -> None:
         if self.settings.enabled:
@@ -69,62 +67,48 @@ class Autoscaler:
             await asyncio.gather(self._task, return_exceptions=True)
 
     async def reload(self) -> None:
-        # A reload replaces every worker: those exits are no crash.
-        self.exits.expect(len(self.supervisor.http_workers.last))
+        """The thresholds are read from the host's settings at every tick."""
 
     async def _run(self) -> None:
         while True:
             await asyncio.sleep(self.settings.sample_interval)
             try:
-                self.tick(time.monotonic())
+                await self.tick(time.monotonic())
             except Exception:
                 log.exception("autoscaler tick failed")
 
     def measure(self, now: float) -> Sample:
-        sup = self.supervisor
-        # Workers the health checker recycled, or replaced with a reload, did not crash.
-        recycled, reloads = sup.health.recycled, sup.health.reloads
-        self.exits.expect(recycled - self._health_actions[0])
-        if reloads > self._health_actions[1]:
-            self.exits.expect(len(sup.http_workers.last))
-        self._health_actions = (recycled, reloads)
-        workers = self.worker_cpu.measure([w.pid for w in sup.http_workers.last], self.settings.warmup, now)
-        crashing = self.exits.observe(sup.http_workers.exits, now) or sup.http_child.crash_loop
+        host = self.host
+        workers = worker_cpu(self.cpu.read(host.worker_pids(), now).values(), self.settings.warmup, time.time())
         return Sample(
             at=now,
             mean_cpu=workers.mean,
             max_cpu=workers.max,
             system_cpu=self.system_cpu.measure(),
             free_memory_mb=free_memory_mb(),
-            crash_looping=crashing,
-            backlog=listen_backlog(bound_ports(sup.settings.server.bind)),
+            crash_looping=host.workers_crash_looping(),
+            backlog=listen_backlog(bound_ports(host.settings.server.bind)),
             measured=len(workers.per_worker),
             warming=workers.warming,
         )
 
-    def tick(self, now: float) -> Decision:
-        """One sample, one decision, applied."""
-        sup = self.supervisor
-        bounds = sup.settings.workers
-        before = self.state.target
-        self.state = external_change(self.state, sup.worker_target, bounds.min, bounds.max, self._mode(), now)
-        self.exits.expect(before - self.state.target)
+    async def tick(self, now: float) -> Decision:
+        """One sample, one decision, sent to the supervisor's loop."""
+        scale = self.host.scale_status()
+        self.state = external_change(self.state, scale["target"], scale["min"], scale["max"],
+                                     _mode(scale["mode"]), now)
         self.sample = sample = self.measure(now)
         decision, self.state = decide(self.settings, self.state, sample)
         self.decision, self.decided_at = decision, time.time()
-        autoscale_metrics.set_workers(len(sup.http_workers.last))
+        autoscale_metrics.set_workers(scale["current"])
         if decision.changed:
-            self._apply(decision, sample)
+            applied = await self.host.set_target(decision.target, f"autoscale: {decision.reason}")
+            self._record(decision, sample, scale["target"], applied)
         else:
             log.debug("autoscale hold at %d: %s", decision.target, decision.reason)
         return decision
 
-    def _apply(self, decision: Decision, sample: Sample) -> None:
-        sup = self.supervisor
-        old = sup.worker_target
-        new = sup.set_worker_target(decision.target, f"autoscale: {decision.reason}")
-        if decision.direction == "down":
-            self.exits.expect(old - new)
+    def _record(self, decision: Decision, sample: Sample, old: int, new: int) -> None:
         direction = decision.direction
         assert direction is not None
         self.events[direction] += 1
@@ -141,16 +125,13 @@ class Autoscaler:
         )
 
     def status(self) -> dict[str, Any]:
-        sup = self.supervisor
+        scale = self.host.scale_status()
         now = time.monotonic()
         sample = self.sample
         return {
             "enabled": self.settings.enabled,
-            "mode": sup.scale_mode if self.settings.enabled else "disabled",
-            "current": len(sup.http_workers.last),
-            "target": sup.worker_target,
-            "min": sup.settings.workers.min,
-            "max": sup.settings.workers.max,
+            **scale,
+            "mode": scale["mode"] if self.settings.enabled else "disabled",
             "cooldown_remaining": round(cooldown_remaining(self.settings, self.state, now), 1),
             "scale_down_penalty": current_penalty(self.settings, self.state, now),
             "last_decision": None if self.decision is None else {

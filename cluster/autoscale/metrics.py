@@ -1,8 +1,8 @@
 """The autoscaler's Prometheus metrics, created on first use.
 
-prometheus_client picks its multiprocess value class when it is imported,
-from ``PROMETHEUS_MULTIPROC_DIR``; the supervisor sets that before any
-component starts, so nothing here imports it earlier.
+A gauge without labels opens its file in the metrics directory when it is
+constructed: built at import, it would be written before the supervisor
+empties the previous run's directory (``Supervisor._prepare_state_dir``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
-"""What the autoscaler measures: worker CPU over its own interval, the machine's CPU and memory, worker deaths.
+"""What the autoscaler measures: worker CPU over its own interval, the machine's CPU and memory.
 
-Worker CPU is measured here over the whole ``sample_interval`` from
-``cpu_times`` deltas, rather than taken from the supervisor's 1-second view
+Worker CPU is measured over the whole ``sample_interval`` by the autoscaler's
+own ``CpuMeter``, rather than taken from the supervisor's 1-second view
 (``HttpWorkers``): the CPU a worker used in the whole interval is the load,
 a 1-second snapshot is one point of it. The machine's CPU is computed from
 ``psutil.cpu_times()`` deltas kept here, not ``psutil.cpu_percent(None)``,
@@ -13,13 +13,14 @@ does not hold gunicorn's sockets, so it cannot ask TCP_INFO.
 
 from __future__ import annotations
 
-import time
-from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psutil
+
+from observability.process import Reading
 
 
 @dataclass(frozen=True)
@@ -38,51 +39,32 @@ class WorkerCpu:
         return max(self.per_worker.values()) if self.per_worker else None
 
 
-class WorkerCpuMeter:
-    """Per-worker CPU from ``cpu_times`` deltas between calls; young workers are left out."""
-
-    def __init__(self) -> None:
-        self._procs: dict[int, psutil.Process] = {}
-        self._last: dict[int, tuple[float, float]] = {}
-
-    def measure(self, pids: Iterable[int], warmup: float, now: float | None = None) -> WorkerCpu:
-        """CPU since the previous call of every worker older than ``warmup`` seconds."""
-        now = time.monotonic() if now is None else now
-        wall = time.time()
-        wanted = set(pids)
-        for gone in set(self._procs) - wanted:
-            self._procs.pop(gone, None)
-            self._last.pop(gone, None)
-        per_worker: dict[int, float] = {}
-        warming = 0
-        for pid in wanted:
-            try:
-                proc = self._procs.setdefault(pid, psutil.Process(pid))
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    age = wall - proc.create_time()
-            except psutil.Error:
-                self._procs.pop(pid, None)
-                continue
-            cpu = times.user + times.system
-            before = self._last.get(pid)
-            self._last[pid] = (now, cpu)
-            if age < warmup or before is None or now <= before[0]:
-                # Booting (imports, app build) is CPU the load did not cause.
-                warming += 1
-                continue
-            per_worker[pid] = max(0.0, (cpu - before[1]) / (now - before[0]) * 100.0)
-        return WorkerCpu(per_worker, warming)
+def worker_cpu(readings: Iterable[Reading], warmup: float, wall: float) -> WorkerCpu:
+    """The CPU of workers older than ``warmup`` seconds at ``wall`` (time.time()) with a measured interval."""
+    per_worker: dict[int, float] = {}
+    warming = 0
+    for reading in readings:
+        if wall - reading.started < warmup or reading.cpu_percent is None:
+            # Booting (imports, app build) is CPU the load did not cause.
+            warming += 1
+        else:
+            per_worker[reading.pid] = reading.cpu_percent
+    return WorkerCpu(per_worker, warming)
 
 
 class SystemCpu:
-    """The whole machine's busy CPU, % of all cores, since the previous call."""
+    """The whole machine's busy CPU, % of all cores, since the previous call.
 
-    def __init__(self) -> None:
-        self._last = psutil.cpu_times()
+    ``cpu_times`` is psutil's by default (a sequence of named tick counts
+    with ``idle`` and, on Linux, ``iowait``).
+    """
+
+    def __init__(self, cpu_times: Callable[[], Any] = psutil.cpu_times) -> None:
+        self._cpu_times = cpu_times
+        self._last = cpu_times()
 
     def measure(self) -> float:
-        times = psutil.cpu_times()
+        times = self._cpu_times()
         before, self._last = self._last, times
         total = sum(times) - sum(before)
         idle = (times.idle + getattr(times, "iowait", 0.0)) - (before.idle + getattr(before, "iowait", 0.0))
@@ -92,35 +74,6 @@ class SystemCpu:
 def free_memory_mb() -> float:
     """Memory available to new processes without swapping."""
     return psutil.virtual_memory().available / (1024 * 1024)
-
-
-class UnexpectedExits:
-    """Worker deaths nobody asked for, within a window: the workers' crash-loop signal.
-
-    Every retirement the supervisor orders (scale-down, reload, recycling) is
-    announced with ``expect``; exits beyond those are crashes.
-    """
-
-    def __init__(self, deaths: int, window: float) -> None:
-        self.deaths = deaths
-        self.window = window
-        self._expected = 0
-        self._seen: int | None = None
-        self._crashes: deque[float] = deque()
-
-    def expect(self, count: int) -> None:
-        self._expected += max(0, count)
-
-    def observe(self, total_exits: int, now: float) -> bool:
-        """Feed the running count of worker exits; True while crash-looping."""
-        new = 0 if self._seen is None else max(0, total_exits - self._seen)
-        self._seen = total_exits
-        explained = min(new, self._expected)
-        self._expected -= explained
-        self._crashes.extend([now] * (new - explained))
-        while self._crashes and now - self._crashes[0] > self.window:
-            self._crashes.popleft()
-        return len(self._crashes) >= self.deaths
 
 
 _TCP_LISTEN = "0A"

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from cluster.cli.control_call import control
+from cluster.cli.common import control
 
 
 @click.group("jobs")

@@ -16,35 +16,9 @@ import psutil
 from rich.console import Console
 from rich.table import Table
 
-from cluster.cli.alerts import alerts_group
-from cluster.cli.autoscale import status_lines
-from cluster.cli.bench import bench
-from cluster.cli.monitoring import print_monitoring, top
-from cluster.cli.jobs import jobs_group, workers_group
-from cluster.cli.queues import queues_group
-from cluster.cli.replicas import replicas
-from config import ConfigError, LoadedConfig, effective, load
-from observability.metrics import use_multiprocess_dir
-from workers import control_client
-
-EXIT_CONFIG = 2
-EXIT_RUNTIME = 1
-# A reload waits for the supervisor to re-read its config; on a loaded host that is slow.
-CONTROL_TIMEOUT = 30.0
-
-
-def _fail(message: str, code: int = EXIT_RUNTIME) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _load_or_exit(config_file: str | None, overrides: dict[str, Any] | None = None) -> LoadedConfig:
-    try:
-        return load(config_file=config_file, overrides=overrides)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"config error: {problem}", err=True)
-        sys.exit(EXIT_CONFIG)
+from cluster.cli.common import EXIT_CONFIG, call, config_option, fail, load_or_exit, state_dir_of, state_dir_option
+from cluster.cli.lazy import LazyGroup
+from config import LoadedConfig, effective
 
 
 def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
@@ -62,24 +36,15 @@ def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
     return report.warnings
 
 
-def _state_dir(state_dir: str | None, config_file: str | None) -> str:
-    if state_dir:
-        return state_dir
-    return _load_or_exit(config_file).settings.server.state_dir
-
-
-def _call(state_dir: str, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
-    try:
-        return asyncio.run(control_client.call(state_dir, method, path, payload, timeout=CONTROL_TIMEOUT))
-    except control_client.ControlError as exc:
-        _fail(str(exc))
-
-
-state_dir_option = click.option("--state-dir", type=click.Path(file_okay=False), help="The supervisor's state dir.")
-config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]}, lazy_subcommands={
+    "top": ("cluster.cli.monitoring", "top", "Live view of the six metrics, the health score, alerts and processes."),
+    "replicas": ("cluster.cli.replicas", "replicas", "The PostgreSQL read-replica router."),
+    "bench": ("cluster.cli.bench", "bench", "Load-test URL: closed-loop load, a stress ramp, or an open-loop endurance run."),
+    "queues": ("cluster.cli.queues", "queues_group", "The job queues: status, enqueue, dead letter, pause."),
+    "alerts": ("cluster.cli.alerts", "alerts_group", "Alerts: list, acknowledge, silence."),
+    "jobs": ("cluster.cli.jobs", "jobs_group", "One job by id."),
+    "workers": ("cluster.cli.jobs", "workers_group", "HTTP workers: recycle one."),
+})
 def main() -> None:
     """cluster: a supervised gunicorn + aiohttp runtime with priority job queues."""
 
@@ -97,7 +62,7 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
           max_workers: int | None, jobs_module: str | None, state_dir: str | None, config_file: str | None) -> None:
     """Start the supervisor in the foreground (APP is module:app or module:factory())."""
     if workers is not None and (min_workers is not None or max_workers is not None):
-        _fail("--workers cannot be combined with --min-workers/--max-workers", EXIT_CONFIG)
+        fail("--workers cannot be combined with --min-workers/--max-workers", EXIT_CONFIG)
     overrides: dict[str, Any] = {}
     if app:
         overrides["server.app"] = app
@@ -113,12 +78,14 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
         overrides["queues.jobs_module"] = jobs_module
     if state_dir:
         overrides["server.state_dir"] = state_dir
-    loaded = _load_or_exit(config_file, overrides)
+    loaded = load_or_exit(config_file, overrides)
     warnings = _preflight_or_exit(loaded)
+    from observability.multiproc import use_multiprocess_dir
+
     # The supervisor empties this directory before any of its metrics is written.
     use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))
 
-    from cluster.supervisor.features import install
+    from cluster.cli.features import install
     from cluster.supervisor.core import Supervisor, SupervisorError
     from cluster.supervisor.state_dir import StateDirError
     from config import mask_text
@@ -133,11 +100,11 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     try:
         code = asyncio.run(supervisor.run())
     except SupervisorError as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except StateDirError as exc:
-        _fail(str(exc), EXIT_CONFIG)
+        fail(str(exc), EXIT_CONFIG)
     if supervisor.failure:
-        _fail(supervisor.failure, code)
+        fail(supervisor.failure, code)
     sys.exit(code)
 
 
@@ -160,7 +127,10 @@ def _fmt(value: Any, suffix: str = "") -> str:
 @config_option
 def status(as_json: bool, state_dir: str | None, config_file: str | None) -> None:
     """Show the supervisor's processes and state."""
-    body = _call(_state_dir(state_dir, config_file), "GET", "/status")
+    from cluster.cli.autoscale import status_lines
+    from cluster.cli.monitoring import print_monitoring
+
+    body = call(state_dir_of(state_dir, config_file), "GET", "/status")
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -194,9 +164,9 @@ def scale(workers: int | None, auto: bool, minimum: int | None, maximum: int | N
           state_dir: str | None, config_file: str | None) -> None:
     """Pin the HTTP worker count (manual), go back to --auto, or move the bounds."""
     if workers is None and not auto and minimum is None and maximum is None:
-        _fail("give a worker count, --auto, or --min/--max", EXIT_CONFIG)
+        fail("give a worker count, --auto, or --min/--max", EXIT_CONFIG)
     payload = {"workers": workers, "auto": auto, "min": minimum, "max": maximum}
-    result = _call(_state_dir(state_dir, config_file), "POST", "/scale", payload)
+    result = call(state_dir_of(state_dir, config_file), "POST", "/scale", payload)
     click.echo(
         f"workers: target {result['target']} (min {result['min']}, max {result['max']}, {result['mode']})"
     )
@@ -207,7 +177,7 @@ def scale(workers: int | None, auto: bool, minimum: int | None, maximum: int | N
 @config_option
 def reload(state_dir: str | None, config_file: str | None) -> None:
     """Re-read the configuration and gracefully replace the workers."""
-    result = _call(_state_dir(state_dir, config_file), "POST", "/reload")
+    result = call(state_dir_of(state_dir, config_file), "POST", "/reload")
     click.echo("reloaded" if result.get("reloaded") else "reload refused")
 
 
@@ -217,8 +187,8 @@ def reload(state_dir: str | None, config_file: str | None) -> None:
 @config_option
 def stop(timeout: float | None, state_dir: str | None, config_file: str | None) -> None:
     """Stop gracefully: in-flight requests finish; waits until every process is gone."""
-    directory = _state_dir(state_dir, config_file)
-    result = _call(directory, "POST", "/stop")
+    directory = state_dir_of(state_dir, config_file)
+    result = call(directory, "POST", "/stop")
     pid = result["pid"]
     wait = timeout if timeout is not None else 120.0
     deadline = time.monotonic() + wait
@@ -227,7 +197,7 @@ def stop(timeout: float | None, state_dir: str | None, config_file: str | None) 
             click.echo("stopped")
             return
         time.sleep(0.1)
-    _fail(f"supervisor {pid} still running after {wait}s")
+    fail(f"supervisor {pid} still running after {wait}s")
 
 
 @main.group()
@@ -240,7 +210,7 @@ def config() -> None:
 @config_option
 def config_show(as_json: bool, config_file: str | None) -> None:
     """The effective configuration and where each value came from (secrets masked)."""
-    loaded = _load_or_exit(config_file)
+    loaded = load_or_exit(config_file)
     rows = effective(loaded)
     if as_json:
         click.echo(json.dumps({key: {"value": value, "source": source} for key, value, source in rows}, indent=2))
@@ -263,21 +233,12 @@ def config_check(file: str | None, app: str | None, jobs_module: str | None) -> 
         overrides["server.app"] = app
     if jobs_module:
         overrides["queues.jobs_module"] = jobs_module
-    loaded = _load_or_exit(file, overrides)
+    loaded = load_or_exit(file, overrides)
     if app is not None or jobs_module:
         for line in _preflight_or_exit(loaded):
             click.echo(f"warning: {line}", err=True)
     where = f"file {loaded.file}" if loaded.file else "defaults and environment"
     click.echo(f"ok: {where}")
-
-
-main.add_command(top)
-main.add_command(replicas)
-main.add_command(bench)
-main.add_command(queues_group)
-main.add_command(alerts_group)
-main.add_command(jobs_group)
-main.add_command(workers_group)
 
 
 def run() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from typing import Any
 
@@ -13,7 +12,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from config import ConfigError, load
+from cluster.cli.common import config_option, fail, state_dir_of, state_dir_option
 from workers import control_client
 
 _STATE_STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
@@ -84,18 +83,13 @@ async def _read(state_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 @click.command()
-@click.option("--state-dir", type=click.Path(file_okay=False), help="The supervisor's state dir.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@state_dir_option
+@config_option
 @click.option("--interval", type=click.FloatRange(min=0.2), default=1.0, show_default=True, help="Refresh (s).")
 @click.option("--once", is_flag=True, help="Print one frame and exit.")
 def top(state_dir: str | None, config_file: str | None, interval: float, once: bool) -> None:
     """Live view of the six metrics, the health score, alerts and processes."""
-    if not state_dir:
-        try:
-            state_dir = load(config_file=config_file).settings.server.state_dir
-        except ConfigError as exc:
-            click.echo(f"config error: {exc}", err=True)
-            sys.exit(2)
+    state_dir = state_dir_of(state_dir, config_file)
     console = Console()
     try:
         if once:
@@ -106,7 +100,6 @@ def top(state_dir: str | None, config_file: str | None, interval: float, once: b
                 live.update(render(*asyncio.run(_read(state_dir))))
                 time.sleep(interval)
     except control_client.ControlError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc))
     except KeyboardInterrupt:
         pass

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -14,26 +13,16 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cluster.cli.control_call import control
-from config import PRIORITIES, ConfigError, Settings, load
+from cluster.cli.common import EXIT_CONFIG, config_option, control, fail, load_or_exit, state_dir_option
+from config import PRIORITIES, Settings
 
 T = TypeVar("T")
-EXIT_USAGE = 2
-EXIT_RUNTIME = 1
-
-
-def _fail(message: str, code: int = EXIT_RUNTIME) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
 
 
 def _settings(state_dir: str | None, config_file: str | None) -> Settings:
     """The running cluster's effective settings (its settings.json carries an embedded Redis URL),
     else the configuration's."""
-    try:
-        loaded = load(config_file=config_file)
-    except ConfigError as exc:
-        _fail("; ".join(exc.problems), EXIT_USAGE)
+    loaded = load_or_exit(config_file)
     effective = Path(state_dir or loaded.settings.server.state_dir) / "settings.json"
     if effective.exists():
         return Settings.model_validate_json(effective.read_text())
@@ -55,14 +44,10 @@ def _run(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except QueueUnavailable as exc:
-        _fail(str(exc))
+        fail(str(exc))
     except UNAVAILABLE_ERRORS as exc:
-        _fail(f"Redis is unreachable: {exc}")
+        fail(f"Redis is unreachable: {exc}")
     raise AssertionError("unreachable")
-
-
-state_dir_option = click.option("--state-dir", type=click.Path(file_okay=False), help="The supervisor's state dir.")
-config_option = click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
 
 
 @click.group("queues")
@@ -107,24 +92,24 @@ def enqueue(name: str, priority: str | None, args_json: str, kwargs_json: str, d
     try:
         args, kwargs = json.loads(args_json), json.loads(kwargs_json)
     except ValueError as exc:
-        _fail(f"--args/--kwargs must be JSON: {exc}", EXIT_USAGE)
+        fail(f"--args/--kwargs must be JSON: {exc}", EXIT_CONFIG)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
-        _fail("--args must be a JSON list and --kwargs a JSON object", EXIT_USAGE)
+        fail("--args must be a JSON list and --kwargs a JSON object", EXIT_CONFIG)
     settings = _settings(state_dir, config_file)
     module = jobs_module or settings.queues.jobs_module
     if not module:
-        _fail("no jobs module: pass --jobs MODULE or set queues.jobs_module", EXIT_USAGE)
+        fail("no jobs module: pass --jobs MODULE or set queues.jobs_module", EXIT_CONFIG)
     try:
         registry.load_jobs_module(module)
     except ImportError as exc:
-        _fail(f"cannot import jobs module {module!r}: {exc}", EXIT_USAGE)
+        fail(f"cannot import jobs module {module!r}: {exc}", EXIT_CONFIG)
     try:
         queued = _run(settings, lambda c: c.enqueue(name, *args, priority=priority, delay=delay, job_id=job_id,
                                                     **kwargs))
     except (registry.UnknownJob, ValueError) as exc:
-        _fail(str(exc), EXIT_USAGE)
+        fail(str(exc), EXIT_CONFIG)
     except QueueFull as exc:
-        _fail(str(exc))
+        fail(str(exc))
     click.echo(json.dumps({"id": queued.id, "queue": queued.priority, "state": queued.state,
                            "created": queued.created}))
 
@@ -148,12 +133,12 @@ def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all
          state_dir: str | None, config_file: str | None) -> None:
     """List the dead letter entries, or requeue / retry / delete / purge them."""
     if sum(map(bool, (requeue_id, requeue_all, retry_all, retry_entry, delete_entry, purge))) > 1:
-        _fail("give at most one of --requeue, --requeue-all, --retry-all, --retry, --delete, --purge", EXIT_USAGE)
+        fail("give at most one of --requeue, --requeue-all, --retry-all, --retry, --delete, --purge", EXIT_CONFIG)
     if name and not retry_all:
-        _fail("--name goes with --retry-all", EXIT_USAGE)
+        fail("--name goes with --retry-all", EXIT_CONFIG)
     if retry_entry or delete_entry:
         if not queue:
-            _fail("--retry/--delete need --queue", EXIT_USAGE)
+            fail("--retry/--delete need --queue", EXIT_CONFIG)
         action = "dead-retry" if retry_entry else "dead-delete"
         result = control(state_dir, config_file, "POST", f"/actions/{action}",
                          {"queue": queue, "entry": retry_entry or delete_entry})
@@ -167,7 +152,7 @@ def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all
     if requeue_id or requeue_all:
         moved = _run(settings, lambda c: c.requeue_dead(requeue_id))
         if requeue_id and not moved:
-            _fail(f"no decodable dead job with id {requeue_id!r}")
+            fail(f"no decodable dead job with id {requeue_id!r}")
         click.echo(f"requeued {moved}")
         return
     if purge:

@@ -21,7 +21,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from config import ConfigError, Settings, load
+from cluster.cli.common import config_option, fail, load_or_exit, state_dir_option
+from config import Settings
+from config.urls import bind_url
 
 
 class StatusError(Exception):
@@ -32,15 +34,7 @@ def _endpoint(bind: str) -> tuple[str, str | None]:
     """(URL of the status endpoint, unix socket path or None) for a bind address."""
     from workers.db_routes import STATUS_PATH  # loads psycopg: only when this command runs
 
-    if bind.startswith("unix:"):
-        return f"http://localhost{STATUS_PATH}", bind[len("unix:"):]
-    host, _, port = bind.rpartition(":")
-    host = host.strip("[]")
-    if host in ("0.0.0.0", "", "::"):
-        host = "127.0.0.1" if host != "::" else "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}{STATUS_PATH}", None
+    return bind_url(bind, STATUS_PATH)
 
 
 async def _fetch(url: str, socket: str | None, timeout: float = 5.0) -> dict[str, Any]:
@@ -100,16 +94,11 @@ def replicas() -> None:
 @replicas.command("status")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @click.option("--probe", is_flag=True, help="Check the hosts from here instead of asking a running worker.")
-@click.option("--state-dir", type=click.Path(file_okay=False), help="The supervisor's state dir.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="TOML config file.")
+@state_dir_option
+@config_option
 def status(as_json: bool, probe: bool, state_dir: str | None, config_file: str | None) -> None:
     """Per host: role, state, weight, lag (s and bytes), connections in use/idle, queries, errors."""
-    try:
-        settings = load(config_file=config_file).settings
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(f"config error: {problem}", err=True)
-        sys.exit(2)
+    settings = load_or_exit(config_file).settings
     try:
         if probe:
             from db.router import probe_status
@@ -119,8 +108,7 @@ def status(as_json: bool, probe: bool, state_dir: str | None, config_file: str |
         else:
             body = from_cluster(state_dir or settings.server.state_dir)
     except StatusError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
+        fail(str(exc))
     if as_json:
         click.echo(json.dumps(body, indent=2))
     else:

@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
 from aiohttp import web
@@ -26,7 +26,16 @@ from cluster.dashboard.actions import ACTIONS, ActionError, show_job
 from cluster.dashboard.producer import CLOSED
 
 if TYPE_CHECKING:
-    from cluster.dashboard.component import Dashboard
+    from cluster.dashboard.producer import Producer
+    from cluster.dashboard.snapshot import SnapshotSource
+
+
+class DashboardParts(Protocol):
+    """What the routes use of the dashboard component."""
+
+    supervisor: Any
+    producer: "Producer"
+    source: "SnapshotSource"
 
 log = logging.getLogger("cluster.dashboard.web")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -41,7 +50,7 @@ SECURITY_HEADERS = {
 
 
 class DashboardWeb:
-    def __init__(self, dashboard: "Dashboard") -> None:
+    def __init__(self, dashboard: DashboardParts) -> None:
         self.dashboard = dashboard
         self.sup = dashboard.supervisor
         self.sessions = auth.Sessions(self.sup.settings.dashboard.session_ttl)

@@ -22,15 +22,9 @@ from collections.abc import Mapping
 from typing import Literal
 
 from cluster.monitoring.alerts import Thresholds
+from config.monitored import MONITORED
 
-WEIGHTS: dict[str, float] = {
-    "error_rate": 25,
-    "response_time": 20,
-    "cpu": 15,
-    "memory": 15,
-    "concurrent_users": 15,
-    "queue_size": 10,
-}
+WEIGHTS: dict[str, float] = {m.name: m.weight for m in MONITORED}
 LEVELS: tuple[tuple[int, Literal["excellent", "good", "degraded"]], ...] = (
     (90, "excellent"), (70, "good"), (40, "degraded"),
 )

@@ -14,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import socket
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,26 +32,19 @@ from cluster.monitoring.alert_store import AlertStore, store_for
 from cluster.monitoring.channels import Dispatcher, configured_channels
 from cluster.monitoring.alerts import SEVERITIES, AlertBook, Lifecycle, Notification, Thresholds
 from cluster.monitoring.escalation import Escalations
-from cluster.supervisor.children import process_figures
-from cluster.supervisor.control import _body as _json_body, _error
+from cluster.json_api import json_body, json_error
 from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
 from workers.admin_guard import admin_only
+from config.monitored import MONITORED
 
 if TYPE_CHECKING:
-    from cluster.supervisor.core import Supervisor
+    from cluster.component import Host
 
 log = logging.getLogger("cluster.monitoring.monitor")
 STORE_LOAD_ATTEMPTS = 20
-METRICS: dict[str, str] = {
-    "cpu": "%",
-    "memory": "%",
-    "response_time": "s",
-    "error_rate": "%",
-    "concurrent_users": "requests",
-    "queue_size": "jobs",
-}
+METRICS: dict[str, str] = {m.name: m.unit for m in MONITORED}
 
 
 def thresholds_of(monitoring: Any) -> dict[str, Thresholds]:
@@ -73,12 +66,13 @@ def _sample_sum(families: list[Metric], name: str) -> tuple[float | None, dict[s
 class Monitor:
     name = "monitoring"
 
-    def __init__(self, supervisor: "Supervisor") -> None:
-        self.supervisor = supervisor
-        self.store = MetricsStore(supervisor.metrics_dir)
-        mon = supervisor.settings.monitoring
+    def __init__(self, host: "Host", listener_routes: Sequence[Callable[[web.Application], None]] = ()) -> None:
+        self.host = host
+        self.listener_routes = list(listener_routes)
+        self.store = MetricsStore(host.metrics_dir)
+        mon = host.settings.monitoring
         self.book = AlertBook(Lifecycle.from_settings(mon), started=time.time())
-        self.escalations = Escalations(supervisor.settings.alerts.escalation)
+        self.escalations = Escalations(host.settings.alerts.escalation)
         self.ack_secret = b""
         self.alert_store: AlertStore | None = None
         self._saved = ""
@@ -96,9 +90,9 @@ class Monitor:
 
     async def start(self) -> None:
         psutil.cpu_percent(None)  # the first call only primes the counter
-        alerts = self.supervisor.settings.alerts
-        self.ack_secret = ack_links.install_secret(self.supervisor.state_dir, alerts.ack_secret)
-        self.alert_store = store_for(self.supervisor.settings.redis.url, str(self.supervisor.state_dir))
+        alerts = self.host.settings.alerts
+        self.ack_secret = ack_links.install_secret(self.host.state_dir, alerts.ack_secret)
+        self.alert_store = store_for(self.host.settings.redis.url, str(self.host.state_dir))
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._start_dispatcher()
         await self._start_listener()
@@ -120,33 +114,33 @@ class Monitor:
 
     def _start_dispatcher(self) -> None:
         assert self._session is not None
-        alerts = self.supervisor.settings.alerts
-        cluster = {"host": socket.gethostname(), "state_dir": str(self.supervisor.state_dir)}
+        alerts = self.host.settings.alerts
+        cluster = {"host": socket.gethostname(), "state_dir": str(self.host.state_dir)}
         self.dispatcher = Dispatcher(configured_channels(alerts, self._session), cluster, alerts.group_wait,
                                      self.ack_link)
         self.dispatcher.start()
 
     def ack_link(self, alert_id: str) -> str | None:
-        base = self.supervisor.settings.alerts.ack_base_url
+        base = self.host.settings.alerts.ack_base_url
         return ack_links.link(base, self.ack_secret, alert_id) if base else None
 
     async def reload(self) -> None:
         """Thresholds are read at every tick; timings, policies and channels are taken from the new settings here."""
-        mon = self.supervisor.settings.monitoring
+        mon = self.host.settings.monitoring
         self.book.lifecycle, self.window.window = Lifecycle.from_settings(mon), mon.window
-        self.escalations.policies = self.supervisor.settings.alerts.escalation
+        self.escalations.policies = self.host.settings.alerts.escalation
         if self.dispatcher is not None:
             await self.dispatcher.stop()
         self._start_dispatcher()
 
     async def _start_listener(self) -> None:
-        bind = self.supervisor.settings.metrics.bind
+        bind = self.host.settings.metrics.bind
         if not bind:
             return
-        app = web.Application(middlewares=[admin_only(lambda: self.supervisor.settings.admin.token)])
+        app = web.Application(middlewares=[admin_only(lambda: self.host.settings.admin.token)])
         app.router.add_get("/metrics", self.handle_metrics)
-        for component in self.supervisor.components:  # the dashboard serves its pages here
-            getattr(component, "add_listener_routes", lambda _app: None)(app)
+        for add_routes in self.listener_routes:  # the dashboard serves its pages here
+            add_routes(app)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         host, _, port = bind.rpartition(":")
@@ -195,7 +189,7 @@ class Monitor:
                 await self.tick()
             except Exception:
                 log.exception("monitor tick failed")
-            await asyncio.sleep(self.supervisor.settings.monitoring.metrics_interval)
+            await asyncio.sleep(self.host.settings.monitoring.metrics_interval)
 
     # -- one evaluation ----------------------------------------------------------
 
@@ -220,7 +214,7 @@ class Monitor:
             "concurrent_users": in_flight or 0.0,
             "queue_size": queue_size or 0.0,
         }
-        mon = self.supervisor.settings.monitoring
+        mon = self.host.settings.monitoring
         thresholds = thresholds_of(mon)
         metrics: dict[str, Any] = {}
         for name, value in values.items():
@@ -250,7 +244,7 @@ class Monitor:
             "window": mon.window,
             "metrics": metrics,
             "health": {"score": score, "level": health_score.level(score)},
-            "workers": self.supervisor.scale_status(),
+            "workers": self.host.scale_status(),
             "queues": {"present": queue_size is not None, "total_depth": queue_size or 0.0, "depth": by_queue},
             "http": {"requests_in_window": figures.requests},
             "alerts": {"active": len(self.book.active),
@@ -312,19 +306,15 @@ class Monitor:
                                 labels=["group", "name"])
         rss = GaugeMetricFamily("cluster_process_resident_memory_bytes", "Resident memory of one process.",
                                 labels=["group", "name"])
-        sup = self.supervisor
-        rows = [
-            {"group": "supervisor", "name": "supervisor", **process_figures(os.getpid())},
-            *(child.status() for child in sup.children.values()),
-            *sup.http_workers.rows(),
-        ]
-        for row in rows:
+        host = self.host
+        for row in host.process_rows():
             if row.get("cpu_percent") is not None:
                 cpu.add_metric([row["group"], row["name"]], row["cpu_percent"])
             if row.get("rss_bytes") is not None:
                 rss.add_metric([row["group"], row["name"]], row["rss_bytes"])
-        workers = GaugeMetricFamily("cluster_workers", "HTTP workers running.", value=len(sup.http_workers.last))
-        target = GaugeMetricFamily("cluster_workers_target", "HTTP workers wanted.", value=sup.worker_target)
+        scale = host.scale_status()
+        workers = GaugeMetricFamily("cluster_workers", "HTTP workers running.", value=scale["current"])
+        target = GaugeMetricFamily("cluster_workers_target", "HTTP workers wanted.", value=scale["target"])
         families: list[Metric] = [cpu, rss, workers, target]
         if self.last:
             metrics = self.last["metrics"]
@@ -352,37 +342,37 @@ class Monitor:
 
     async def handle_ack(self, request: web.Request) -> web.Response:
         """Acknowledge (CLI, control API, dashboard); ``/resolve`` is the older name of the same action."""
-        body = await _json_body(request)
+        body = await json_body(request)
         alert = await self.acknowledge(request.match_info["alert_id"], str(body.get("by") or "control API"))
         if alert is None:
-            return _error(404, f"no active alert {request.match_info['alert_id']}")
+            return json_error(404, f"no active alert {request.match_info['alert_id']}")
         return web.json_response(alert)
 
     async def handle_ack_link(self, request: web.Request) -> web.Response:
         """A signed link's acknowledgement, relayed by a worker: one use, then it does nothing."""
         alert_id = request.match_info["alert_id"]
-        signature = str((await _json_body(request)).get("signature", ""))
+        signature = str((await json_body(request)).get("signature", ""))
         if not ack_links.verify(self.ack_secret, alert_id, signature):
-            return _error(403, "the link's signature is not valid")
+            return json_error(403, "the link's signature is not valid")
         alert = self.book.active.get(alert_id)
         if alert is None:
-            return _error(404, "this alert is no longer active")
+            return json_error(404, "this alert is no longer active")
         if alert.acknowledged:
-            return _error(410, f"already acknowledged by {alert.acknowledged_by}")
+            return json_error(410, f"already acknowledged by {alert.acknowledged_by}")
         return web.json_response(await self.acknowledge(alert_id, "signed link"))
 
     async def handle_silences(self, request: web.Request) -> web.Response:
         return web.json_response({"silences": self.book.snapshot()["silences"]})
 
     async def handle_silence(self, request: web.Request) -> web.Response:
-        body = await _json_body(request)
+        body = await json_body(request)
         metric, severity, duration = body.get("metric"), body.get("severity"), body.get("duration")
         if metric not in METRICS:
-            return _error(400, f"metric must be one of {', '.join(METRICS)}")
+            return json_error(400, f"metric must be one of {', '.join(METRICS)}")
         if severity not in (None, *SEVERITIES):
-            return _error(400, "severity must be warning, critical or absent (both)")
+            return json_error(400, "severity must be warning, critical or absent (both)")
         if not isinstance(duration, (int, float)) or duration <= 0:
-            return _error(400, "duration must be a positive number of seconds")
+            return json_error(400, "duration must be a positive number of seconds")
         silence = self.book.silence(metric, severity, float(duration), time.time(),
                                     str(body.get("comment") or ""), str(body.get("by") or "control API"))
         log.info("alerts of %s silenced for %ss", metric, duration, extra={"silence": silence.to_dict()})
@@ -392,7 +382,7 @@ class Monitor:
     async def handle_unsilence(self, request: web.Request) -> web.Response:
         silence = self.book.unsilence(request.match_info["silence_id"])
         if silence is None:
-            return _error(404, f"no silence {request.match_info['silence_id']}")
+            return json_error(404, f"no silence {request.match_info['silence_id']}")
         log.info("silence %s removed", silence.id, extra={"silence": silence.to_dict()})
         await self.save_state()
         return web.json_response(silence.to_dict())
@@ -422,6 +412,6 @@ class Monitor:
             "alert_store": self.alert_store.where if self.alert_store else None,
             "channels": self.dispatcher.status() if self.dispatcher else {},
             "metrics_files": self.compactions,
-            "metrics_bind": self.supervisor.settings.metrics.bind if self._listener else None,
+            "metrics_bind": self.host.settings.metrics.bind if self._listener else None,
         }
 

@@ -52,7 +52,6 @@ class SupervisedChild:
     crash_loop: bool = False
     _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
-    _running: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def pid(self) -> int | None:
@@ -61,10 +60,6 @@ class SupervisedChild:
     def start(self) -> None:
         """Begin supervising (spawns at once)."""
         self._task = asyncio.create_task(self._supervise(), name=f"supervise-{self.spec.name}")
-
-    async def wait_running(self) -> None:
-        """Until the child has been spawned."""
-        await self._running.wait()
 
     async def _spawn(self) -> None:
         self.process = await asyncio.create_subprocess_exec(
@@ -78,7 +73,6 @@ class SupervisedChild:
         )
         self.started_at = time.time()
         self.state = "running"
-        self._running.set()
         log.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
 
     async def _supervise(self) -> None:
@@ -171,7 +165,7 @@ class SupervisedChild:
         return process.returncode if process else None
 
     def status(self) -> dict[str, Any]:
-        """A row for `cluster status`."""
+        """A row for `cluster status` (the supervisor adds CPU and RSS)."""
         row: dict[str, Any] = {
             "group": self.spec.group,
             "name": self.spec.name,
@@ -182,23 +176,4 @@ class SupervisedChild:
             "last_exit": self.last_exit,
             "crash_loop": self.crash_loop,
         }
-        row.update(process_figures(self.pid))
         return row
-
-
-_PROCS: dict[int, psutil.Process] = {}
-
-
-def process_figures(pid: int | None) -> dict[str, Any]:
-    """CPU % since the previous call for this pid, and RSS; empty when the process is gone."""
-    if pid is None:
-        return {"cpu_percent": None, "rss_bytes": None}
-    proc = _PROCS.get(pid)
-    try:
-        if proc is None:
-            proc = _PROCS[pid] = psutil.Process(pid)
-        with proc.oneshot():
-            return {"cpu_percent": proc.cpu_percent(None), "rss_bytes": proc.memory_info().rss}
-    except psutil.Error:
-        _PROCS.pop(pid, None)
-        return {"cpu_percent": None, "rss_bytes": None}

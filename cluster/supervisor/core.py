@@ -4,6 +4,14 @@ It starts the HTTP tier (gunicorn's arbiter) and the other children, keeps
 them alive, samples the workers, health-checks the tier, serves the control
 API on ``<state_dir>/control.sock`` and speaks systemd's notify protocol.
 Features (autoscaler, queues, monitor...) plug in as components.
+
+Like gunicorn's arbiter, it has one loop that changes its state: signal
+handlers, control-API handlers and the periodic tasks (sampling, health
+probes, the autoscaler, the arbiter's exit reports) only put commands
+(``cluster.supervisor.commands``) on a queue (``cluster.supervisor.command_loop``),
+which hands them one at a time, in order, to the ``handle_*`` methods below
+and sets each result on the caller's future. Bounds, target and mode are
+``WorkerRuntime`` (``cluster.supervisor.scaling``, pure).
 """
 
 from __future__ import annotations
@@ -16,39 +24,34 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 
-from cluster.supervisor import control, first_boot, sd_notify
-from cluster.supervisor.children import ChildSpec, SupervisedChild
-from cluster.supervisor.exposure import warn_if_exposed
-from cluster.supervisor.state_dir import write_file
-from cluster.supervisor.state_dir import prepare as prepare_state_dir
-from cluster.supervisor.health import HealthChecker, probe
+from cluster.arbiter.exits import EXITS_SOCKET
 from cluster.arbiter.http_tier import write_target
+from cluster.component import Component
+from cluster.supervisor import control, first_boot, sd_notify
+from cluster.supervisor.exposure import warn_if_exposed
+from cluster.supervisor.state_dir import prepare as prepare_state_dir
+from cluster.safe_files import write_file
+from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.command_loop import CommandLoop
+from cluster.supervisor.commands import Command, HealthReport, MarkReady, Nudge, Reload, SampleWorkers, Scale, \
+    SetTarget, Stop, WorkerExit
+from cluster.supervisor.health import HealthState, over_limits, probe
 from cluster.supervisor.http_workers import HttpWorkers
 from cluster.supervisor.restart_policy import RestartPolicy
+from cluster.supervisor.scaling import WorkerRuntime, autoscaled, nudge, rescale
+from cluster.supervisor.status import ProcessRows
+from cluster.supervisor.worker_exits import ExitTally, listen
 from config import ConfigError, LoadedConfig, Settings, load
 from workers.control_client import socket_path
 
 log = logging.getLogger("cluster.supervisor.core")
 SAMPLE_EVERY = 1.0
-
-
-class Component(Protocol):
-    """A feature run inside the supervisor (autoscaler, queue pools, monitor...)."""
-
-    name: str
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-    def status(self) -> dict[str, Any]: ...
-
-    def add_control_routes(self, app: web.Application) -> None: ...
 
 
 class SupervisorError(Exception):
@@ -58,28 +61,71 @@ class SupervisorError(Exception):
 class Supervisor:
     def __init__(self, loaded: LoadedConfig, load_args: dict[str, Any] | None = None) -> None:
         self.loaded = loaded
-        self.settings: Settings = loaded.settings
         self.load_args = load_args or {}
-        self.state_dir = Path(self.settings.server.state_dir).resolve()
-        self.settings = self.settings.model_copy(
-            update={"server": self.settings.server.model_copy(update={"state_dir": str(self.state_dir)})}
-        )
+        self.state_dir = Path(loaded.settings.server.state_dir).resolve()
+        bounds = loaded.settings.workers
+        self.runtime = WorkerRuntime.initial(bounds.min, bounds.max)
+        self._base = loaded.settings
+        self._settings = self._effective()
         self.started = time.time()
         self.http_workers = HttpWorkers()
-        self.health = HealthChecker(self)
+        self.health = HealthState(self._settings.health.failures_before_reload)
+        restart = self._settings.restart
+        self.exits = ExitTally(restart.crash_loop_deaths, restart.crash_loop_window)
         self.children: dict[str, SupervisedChild] = {}
         self.components: list[Component] = []
-        self.worker_target = self.settings.workers.min
-        self.scale_mode = "auto" if self.settings.workers.min < self.settings.workers.max else "fixed"
         self.ready = False
-        self._stop = asyncio.Event()
+        self._rows = ProcessRows(self.started)
+        self._recycling: set[int] = set()
+        self._commands = CommandLoop({
+            Stop: self.handle_stop,
+            Reload: self.handle_reload,
+            Scale: self.handle_scale,
+            Nudge: self.handle_nudge,
+            SetTarget: self.handle_set_target,
+            SampleWorkers: self.handle_sample,
+            HealthReport: self.handle_health,
+            WorkerExit: self.handle_worker_exit,
+            MarkReady: self.handle_ready,
+        })
         self._tasks: list[asyncio.Task[Any]] = []
         self._control: web.AppRunner | None = None
         # Set by first_boot when the HTTP tier dies before READY: `cluster start` exits with it.
         self.failure: str | None = None
         self.exit_code = 0
+        self._exit_reports: asyncio.DatagramTransport | None = None
 
-    # -- paths and child specs -------------------------------------------------
+    # -- settings and paths ----------------------------------------------------
+
+    @property
+    def settings(self) -> Settings:
+        """The effective settings: the loaded ones with the state dir resolved and the runtime bounds."""
+        return self._settings
+
+    def _effective(self) -> Settings:
+        base, runtime = self._base, self.runtime
+        return base.model_copy(update={
+            "server": base.server.model_copy(update={"state_dir": str(self.state_dir)}),
+            "workers": base.workers.model_copy(update={"min": runtime.minimum, "max": runtime.maximum}),
+        })
+
+    def _use_settings(self, base: Settings) -> None:
+        """The one place the settings change (reload, settled Redis URL, new bounds); rewrites the file."""
+        self._base = base
+        self._settings = self._effective()
+        self.write_settings()
+
+    def settle_redis_url(self, url: str) -> None:
+        """The queue tier's Redis URL (given or embedded), before any child reads the settings file."""
+        self._use_settings(self._base.model_copy(update={"redis": self._base.redis.model_copy(update={"url": url})}))
+
+    @property
+    def worker_target(self) -> int:
+        return self.runtime.target
+
+    @property
+    def scale_mode(self) -> str:
+        return self.runtime.mode
 
     @property
     def settings_path(self) -> Path:
@@ -102,7 +148,7 @@ class Supervisor:
         return RestartPolicy(r.backoff_initial, r.backoff_max, r.crash_loop_deaths, r.crash_loop_window)
 
     def add_child(self, spec: ChildSpec) -> SupervisedChild:
-        """Supervise one more child (started by `start_children` or at once when running)."""
+        """Supervise one more child (started by `run` or at once when running)."""
         child = SupervisedChild(spec, self.restart_policy())
         self.children[spec.name] = child
         return child
@@ -124,7 +170,7 @@ class Supervisor:
         shutil.rmtree(self.metrics_dir, ignore_errors=True)
         self.metrics_dir.mkdir(mode=0o700)
         self.write_settings()
-        write_target(self.state_dir, self.worker_target)
+        write_target(self.state_dir, self.runtime.target)
 
     def write_settings(self) -> None:
         write_file(self.settings_path, self.settings.model_dump_json(indent=1), mode=0o600)
@@ -137,7 +183,9 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
-        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGHUP, self.post, Reload("SIGHUP"))
+        loop.add_signal_handler(signal.SIGTTIN, self.post, Nudge(+1))
+        loop.add_signal_handler(signal.SIGTTOU, self.post, Nudge(-1))
 
         self.add_child(ChildSpec(
             name="http",
@@ -146,7 +194,9 @@ class Supervisor:
             env=self.child_env("http-arbiter"),
             stop_timeout=self.settings.server.graceful_timeout + 5,
         ))
-        self._control = await control.start(self, socket_path(self.state_dir))
+        self._exit_reports = await listen(
+            self.state_dir / EXITS_SOCKET, lambda pid, reason: self.post(WorkerExit(pid, reason)))
+        self._control = await control.start(self, self.components, socket_path(self.state_dir))
         log.info(
             "supervisor started",
             extra={"state_dir": str(self.state_dir), "bind": self.settings.server.bind, "workers": self.worker_target},
@@ -156,38 +206,18 @@ class Supervisor:
         for child in self.children.values():
             child.start()
         self._tasks = [
-            asyncio.create_task(self._sample_loop(), name="sample-workers"),
-            asyncio.create_task(self.health.run(), name="health"),
+            asyncio.create_task(self._every(SAMPLE_EVERY, SampleWorkers), name="sample-workers"),
+            asyncio.create_task(self._probe_health(), name="health"),
             asyncio.create_task(self._announce_ready(), name="ready"),
             asyncio.create_task(first_boot.watch(self), name="first-boot"),
         ]
-        await self._stop.wait()
+        await self._commands.run(until=Stop)
         await self.shutdown()
         return self.exit_code
 
-    async def _announce_ready(self) -> None:
-        """READY=1 once the port answers and every wanted worker has booted."""
-        while not self._stop.is_set():
-            passed, _ = await probe(self.settings.server.bind[0], self.settings.health.timeout)
-            if passed and len(self.http_workers.last) >= self.worker_target:
-                break
-            await asyncio.sleep(0.2)
-        self.ready = True
-        sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving with {self.worker_target} workers")
-        log.info("cluster ready", extra={"workers": len(self.http_workers.last), "bind": self.settings.server.bind})
-
-    async def _sample_loop(self) -> None:
-        while True:
-            self.http_workers.refresh(self.http_child.pid)
-            await asyncio.sleep(SAMPLE_EVERY)
-
-    def request_stop(self, reason: str = "request") -> None:
-        if not self._stop.is_set():
-            log.info("stopping (%s)", reason)
-            self._stop.set()
-
     async def shutdown(self) -> None:
         sd_notify.notify("STOPPING=1")
+        self._commands.close()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -199,91 +229,182 @@ class Supervisor:
             except Exception:
                 log.exception("component %s failed to stop", component.name)
         await asyncio.gather(*(child.stop() for child in self.children.values()))
+        if self._exit_reports is not None:
+            self._exit_reports.close()
+        (self.state_dir / EXITS_SOCKET).unlink(missing_ok=True)
         if self._control is not None:
             await self._control.cleanup()
         socket_path(self.state_dir).unlink(missing_ok=True)
         log.info("supervisor stopped")
 
-    # -- operations ------------------------------------------------------------
+    # -- the command loop --------------------------------------------------------
 
-    def set_worker_target(self, count: int, reason: str) -> int:
-        """Ask the arbiter for ``count`` workers, clamped to [min, max]; returns the target."""
-        bounds = self.settings.workers
-        target = max(bounds.min, min(bounds.max, count))
-        if target != self.worker_target:
-            log.info(
-                "worker target %d -> %d: %s", self.worker_target, target, reason,
-                extra={"from": self.worker_target, "to": target, "reason": reason},
-            )
-            self.worker_target = target
-            write_target(self.state_dir, target)
-        return target
+    def submit(self, command: Command) -> asyncio.Future[Any]:
+        """Queue a command for the loop; the future gets its result (cancelled once the loop is over)."""
+        return self._commands.submit(command)
 
-    def scale(self, workers: int | None = None, auto: bool = False,
-              minimum: int | None = None, maximum: int | None = None) -> dict[str, Any]:
-        """`cluster scale`: pin a count (manual mode), return to auto, or move the bounds."""
-        bounds = self.settings.workers
-        new_min = bounds.min if minimum is None else minimum
-        new_max = bounds.max if maximum is None else maximum
-        if new_min < 1 or new_min > new_max:
-            raise ValueError(f"bounds min={new_min} max={new_max}: need 1 <= min <= max")
-        if workers is not None and not new_min <= workers <= new_max:
-            raise ValueError(f"{workers} workers is outside [{new_min}, {new_max}]: move the bounds with --min/--max")
-        if (new_min, new_max) != (bounds.min, bounds.max):
-            self.settings = self.settings.model_copy(
-                update={"workers": bounds.model_copy(update={"min": new_min, "max": new_max})}
-            )
-            self.write_settings()
-        if workers is not None:
-            self.scale_mode = "manual"
-            self.set_worker_target(workers, "manual scale")
-        else:
-            if auto or (self.scale_mode == "fixed" and new_min < new_max):
-                self.scale_mode = "auto"
-            self.set_worker_target(self.worker_target, "bounds changed")
-        return self.scale_status()
+    def post(self, command: Command) -> None:
+        """Queue a command nobody waits for (signals, exit reports); its failure is logged by the loop."""
+        self._commands.post(command)
 
-    def scale_status(self) -> dict[str, Any]:
-        return {
-            "current": len(self.http_workers.last),
-            "target": self.worker_target,
-            "min": self.settings.workers.min,
-            "max": self.settings.workers.max,
-            "mode": self.scale_mode,
-        }
+    async def _every(self, interval: float, command: Callable[[], Command]) -> None:
+        while True:
+            await self.submit(command())
+            await asyncio.sleep(interval)
+
+    async def _probe_health(self) -> None:
+        """Probe in this task (I/O); what a result means is decided in the loop (`handle_health`)."""
+        while True:
+            await asyncio.sleep(self.settings.health.interval)
+            passed, detail = await probe(self.settings.server.bind[0], self.settings.health.timeout)
+            await self.submit(HealthReport(passed, detail))
+
+    async def _announce_ready(self) -> None:
+        """READY=1 once the port answers and every wanted worker has booted."""
+        while True:
+            passed, _ = await probe(self.settings.server.bind[0], self.settings.health.timeout)
+            if passed and len(self.http_workers.last) >= self.worker_target:
+                break
+            await asyncio.sleep(0.2)
+        await self.submit(MarkReady())
+
+    # -- requests ------------------------------------------------------------------
+
+    def request_stop(self, reason: str = "request") -> None:
+        self.post(Stop(reason))
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the configuration; if valid, gracefully replace the HTTP workers with it."""
+        result: dict[str, Any] = await self.submit(Reload("request"))
+        return result
+
+    async def scale(self, workers: int | None = None, auto: bool = False,
+                    minimum: int | None = None, maximum: int | None = None) -> dict[str, Any]:
+        """`cluster scale`: pin a count (manual mode), return to auto, or move the bounds."""
+        result: dict[str, Any] = await self.submit(Scale(workers, auto, minimum, maximum))
+        return result
+
+    async def set_target(self, count: int, reason: str) -> int:
+        """An autoscaling decision (``Host``): applied unless an operator pinned the count meanwhile."""
+        target: int = await self.submit(SetTarget(count, reason))
+        return target
+
+    # -- handlers: run only by the command loop ---------------------------------------
+
+    async def handle_stop(self, command: Stop) -> dict[str, Any]:
+        log.info("stopping (%s)", command.reason)
+        return {"stopping": True, "pid": os.getpid()}
+
+    async def handle_reload(self, command: Reload) -> dict[str, Any]:
         sd_notify.notify("RELOADING=1")
         try:
             fresh = load(**self.load_args)
         except ConfigError as exc:
-            log.error("reload refused: the configuration is invalid", extra={"problems": exc.problems})
+            log.error("reload refused: the configuration is invalid",
+                      extra={"problems": exc.problems, "reason": command.reason})
             sd_notify.notify("READY=1")
             return {"reloaded": False, "problems": exc.problems}
-        # Kept from the running configuration: the worker bounds (moved at
-        # runtime by `cluster scale`) and Redis (the queue tier settled its URL,
-        # embedded or given, at start; its pools keep their connections).
-        settings = fresh.settings.model_copy(update={
-            "server": fresh.settings.server.model_copy(update={"state_dir": str(self.state_dir)}),
-            "workers": self.settings.workers,
-            "redis": self.settings.redis,
-        })
-        self.settings = settings
+        # Kept from the running configuration: the worker bounds (runtime
+        # state, moved by `cluster scale`) and Redis (the queue tier settled
+        # its URL, embedded or given, at start; its pools keep their connections).
         self.loaded = fresh
-        self.write_settings()
+        self._use_settings(fresh.settings.model_copy(update={"redis": self._base.redis}))
         self.http_child.send_signal(signal.SIGHUP)
         for component in self.components:
-            reload = getattr(component, "reload", None)
-            if reload is not None:
-                await reload()
-        log.info("reloaded", extra={"workers": self.worker_target})
+            await component.reload()
+        log.info("reloaded", extra={"workers": self.worker_target, "reason": command.reason})
         sd_notify.notify("READY=1")
         return {"reloaded": True, "problems": []}
 
+    async def handle_scale(self, command: Scale) -> dict[str, Any]:
+        self._use_runtime(rescale(self.runtime, command.workers, command.auto, command.minimum, command.maximum),
+                          "manual scale" if command.workers is not None else "bounds changed")
+        return self.scale_status()
+
+    async def handle_nudge(self, command: Nudge) -> dict[str, Any]:
+        self._use_runtime(nudge(self.runtime, command.step), "SIGTTIN" if command.step > 0 else "SIGTTOU")
+        return self.scale_status()
+
+    async def handle_set_target(self, command: SetTarget) -> int:
+        self._use_runtime(autoscaled(self.runtime, command.count), command.reason)
+        return self.runtime.target
+
+    async def handle_sample(self, command: SampleWorkers) -> None:
+        self.http_workers.refresh(self.http_child.pid)
+
+    async def handle_health(self, command: HealthReport) -> None:
+        started = self.http_child.started_at
+        booting = started is None or time.time() - started < self.settings.server.boot_grace
+        if self.health.record(command.passed, command.detail, booting):
+            log.error("health probe failed %d times: reloading the HTTP tier",
+                      self.settings.health.failures_before_reload)
+            self.http_child.send_signal(signal.SIGHUP)
+        elif not command.passed:
+            log.warning("health probe failed (%d in a row%s): %s", self.health.consecutive_failures,
+                        ", the HTTP tier is booting" if booting else "", command.detail)
+        for pid, why in over_limits(self.http_workers.last, self.settings.workers.max_worker_memory_mb):
+            if pid in self._recycling:
+                continue
+            log.warning("recycling http worker %s: %s", pid, why, extra={"worker_pid": pid})
+            try:
+                # SIGTERM is gunicorn's graceful stop for one worker: in-flight
+                # requests finish, and the arbiter forks a replacement.
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                continue
+            self._recycling.add(pid)
+            self.health.recycled += 1
+
+    async def handle_worker_exit(self, command: WorkerExit) -> None:
+        reason = command.reason
+        if command.pid in self._recycling:
+            self._recycling.discard(command.pid)
+            reason = "recycled" if reason == "crashed" else reason
+        self.exits.record(reason, time.monotonic())
+        level = logging.WARNING if reason in ("crashed", "timeout") else logging.INFO
+        log.log(level, "http worker %s left: %s", command.pid, reason,
+                extra={"worker_pid": command.pid, "reason": reason})
+
+    async def handle_ready(self, command: MarkReady) -> None:
+        self.ready = True
+        sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving with {self.worker_target} workers")
+        log.info("cluster ready", extra={"workers": len(self.http_workers.last), "bind": self.settings.server.bind})
+
+    def _use_runtime(self, runtime: WorkerRuntime, reason: str) -> None:
+        """Adopt new bounds, target and mode: the settings file for new bounds, the target file for the arbiter."""
+        before, self.runtime = self.runtime, runtime
+        if (runtime.minimum, runtime.maximum) != (before.minimum, before.maximum):
+            self._use_settings(self._base)
+        if runtime.target != before.target:
+            log.info(
+                "worker target %d -> %d: %s", before.target, runtime.target, reason,
+                extra={"from": before.target, "to": runtime.target, "reason": reason},
+            )
+            write_target(self.state_dir, runtime.target)
+
+    # -- what components and the control API read ---------------------------------------
+
+    def scale_status(self) -> dict[str, Any]:
+        runtime = self.runtime
+        return {
+            "current": len(self.http_workers.last),
+            "target": runtime.target,
+            "min": runtime.minimum,
+            "max": runtime.maximum,
+            "mode": runtime.mode,
+        }
+
+    def worker_pids(self) -> list[int]:
+        return [sample.pid for sample in self.http_workers.last]
+
+    def workers_crash_looping(self) -> bool:
+        return self.exits.crash_looping(time.monotonic()) or self.http_child.crash_loop
+
+    def process_rows(self) -> list[dict[str, Any]]:
+        """The supervisor's own row, then every child's and HTTP worker's."""
+        return self._rows.supervisor_and_children(self.children, self.http_workers)
+
     def status(self) -> dict[str, Any]:
-        rows = [self.children[name].status() for name in self.children]
-        rows[1:1] = self.http_workers.rows()
         body: dict[str, Any] = {
             "supervisor": {
                 "pid": os.getpid(),
@@ -292,8 +413,8 @@ class Supervisor:
                 "bind": self.settings.server.bind,
                 "ready": self.ready,
             },
-            "workers": {**self.scale_status(), "exits": self.http_workers.exits},
-            "processes": rows,
+            "workers": {**self.scale_status(), "exits": self.exits.total, "exit_reasons": dict(self.exits.by_reason)},
+            "processes": self._rows.children(self.children, self.http_workers),
             "health": self.health.status(),
         }
         for component in self.components:

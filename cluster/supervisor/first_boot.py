@@ -11,12 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from cluster.supervisor.children import SupervisedChild
 from workers.app import BOOT_ERROR_FILE
 
-if TYPE_CHECKING:
-    from cluster.supervisor.core import Supervisor
+
+class Booting(Protocol):
+    """What the watch reads and sets of the supervisor."""
+
+    state_dir: Path
+    ready: bool
+    failure: str | None
+    exit_code: int
+
+    @property
+    def http_child(self) -> SupervisedChild: ...
+
+    def request_stop(self, reason: str = ...) -> None: ...
 
 log = logging.getLogger("cluster.supervisor.first_boot")
 POLL = 0.1
@@ -46,11 +58,10 @@ def failed(exit_code: int | None) -> bool:
     return exit_code is not None and exit_code > 0
 
 
-async def watch(supervisor: "Supervisor") -> None:
+async def watch(supervisor: Booting) -> None:
     """Until READY: if the HTTP tier exits on its own, record the failure and ask the supervisor to stop."""
     (supervisor.state_dir / BOOT_ERROR_FILE).unlink(missing_ok=True)
     child = supervisor.http_child
-    await child.wait_running()
     while not supervisor.ready:
         process = child.process
         if process is not None and failed(process.returncode):

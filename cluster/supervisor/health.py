@@ -1,48 +1,33 @@
-"""Health checks of the HTTP tier: probe /health on the bound port, and check each worker process."""
+"""Health of the HTTP tier: probe the workers' own probe path on the bound port; decide on reloads and worker recycling.
+
+The probe is I/O and runs in its own task; what to do about its results is
+decided here without I/O (``HealthState``, ``over_limits``) and done by the
+supervisor's command loop.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import os
-import signal
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 import aiohttp
 
+from cluster.supervisor.http_workers import WorkerSample
+from config.urls import bind_url
 from workers.endpoints import PROBE_MARKER, PROBE_PATH
-
-if TYPE_CHECKING:
-    from cluster.supervisor.core import Supervisor
-
-log = logging.getLogger("cluster.supervisor.health")
-
-
-def probe_target(bind: str) -> tuple[str, str | None]:
-    """(URL of the probe path, unix socket path or None) for a gunicorn bind address."""
-    if bind.startswith("unix:"):
-        return f"http://localhost{PROBE_PATH}", bind[len("unix:"):]
-    host, _, port = bind.rpartition(":")
-    host = host.strip("[]")
-    if host in ("0.0.0.0", ""):
-        host = "127.0.0.1"
-    elif host == "::":
-        host = "::1"
-    if ":" in host:
-        host = f"[{host}]"
-    return f"http://{host}:{port}{PROBE_PATH}", None
 
 
 async def probe(bind: str, timeout: float) -> tuple[bool, str]:
-    """One GET /health; (the tier answers, detail).
+    """One GET of the probe path (no user route can shadow it); (the tier answers, detail).
 
     Any health+json answer passes, even ``fail``: a worker that reports a
     critical health score or a down database is alive, and new workers would
     not fix what it reports. Only no answer, a timeout or a body that is not
     a health document counts against the tier.
     """
-    url, unix = probe_target(bind)
+    url, unix = bind_url(bind, PROBE_PATH)
     connector = aiohttp.UnixConnector(path=unix) if unix else aiohttp.TCPConnector(force_close=True)
     try:
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=timeout)) as session:
@@ -56,67 +41,37 @@ async def probe(bind: str, timeout: float) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
-class HealthChecker:
-    """Every interval: probe the port; recycle workers that are zombies or over their memory cap.
+@dataclass
+class HealthState:
+    """Probe results in a row; ``failures_before_reload`` failures call for a graceful reload.
 
-    Hung workers are gunicorn's to replace (heartbeat timeout). A port that
-    fails ``failures_before_reload`` probes in a row gets a graceful reload:
-    new workers, the listening socket kept.
+    Hung workers are gunicorn's to replace (heartbeat timeout); a reload
+    replaces every worker and keeps the listening socket.
     """
 
-    def __init__(self, supervisor: "Supervisor") -> None:
-        self.supervisor = supervisor
-        self.consecutive_failures = 0
-        self.last_probe: dict[str, Any] = {}
-        self.recycled = 0
-        self.reloads = 0
+    failures_before_reload: int
+    consecutive_failures: int = 0
+    last_probe: dict[str, Any] = field(default_factory=dict)
+    recycled: int = 0
+    reloads: int = 0
 
-    async def check_once(self) -> bool:
-        settings = self.supervisor.settings
-        passed, detail = await probe(settings.server.bind[0], settings.health.timeout)
-        self.last_probe = {"passed": passed, "detail": detail, "at": time.time()}
-        # Before READY a failing probe is the tier still booting (a hang there is gunicorn's,
-        # past boot_grace), and a HUP would kill an arbiter that has no handlers yet.
-        if passed or not self.supervisor.ready:
+    def record(self, passed: bool, detail: str, booting: bool = False, at: float | None = None) -> bool:
+        """Note one probe; True when the tier must be reloaded now.
+
+        A failure while the arbiter is ``booting`` (younger than its boot
+        grace) does not count: it is not serving yet, and a SIGHUP before
+        gunicorn installs its handlers would kill it.
+        """
+        self.last_probe = {"passed": passed, "detail": detail, "at": time.time() if at is None else at}
+        if passed or booting:
             self.consecutive_failures = 0
-        else:
-            self.consecutive_failures += 1
-            log.warning("health probe failed (%d in a row): %s", self.consecutive_failures, detail)
-            if self.consecutive_failures >= settings.health.failures_before_reload:
-                log.error("health probe failed %d times: reloading the HTTP tier", self.consecutive_failures)
-                self.reloads += 1
-                self.consecutive_failures = 0
-                self.supervisor.http_child.send_signal(signal.SIGHUP)
-        self._check_workers()
-        return passed
-
-    def _check_workers(self) -> None:
-        cap = self.supervisor.settings.workers.max_worker_memory_mb
-        for sample in self.supervisor.http_workers.last:
-            reason = None
-            if sample.status == "zombie":
-                reason = "zombie"
-            elif cap is not None and sample.rss_bytes > cap * 1024 * 1024:
-                reason = f"RSS {sample.rss_bytes // (1024 * 1024)} MiB over max_worker_memory_mb {cap}"
-            if reason is None:
-                continue
-            log.warning("recycling http worker %s: %s", sample.pid, reason, extra={"worker_pid": sample.pid})
-            try:
-                # SIGTERM is gunicorn's graceful stop for one worker: in-flight
-                # requests finish, and the arbiter forks a replacement.
-                os.kill(sample.pid, signal.SIGTERM)
-                self.recycled += 1
-            except ProcessLookupError:
-                pass
-
-    async def run(self) -> None:
-        interval = self.supervisor.settings.health.interval
-        while True:
-            await asyncio.sleep(interval)
-            try:
-                await self.check_once()
-            except Exception:
-                log.exception("health check failed unexpectedly")
+            return False
+        self.consecutive_failures += 1
+        if self.consecutive_failures < self.failures_before_reload:
+            return False
+        self.reloads += 1
+        self.consecutive_failures = 0
+        return True
 
     def status(self) -> dict[str, Any]:
         return {
@@ -125,3 +80,15 @@ class HealthChecker:
             "recycled_workers": self.recycled,
             "reloads": self.reloads,
         }
+
+
+def over_limits(samples: Iterable[WorkerSample], max_memory_mb: int | None) -> list[tuple[int, str]]:
+    """(pid, why) of the workers to recycle: zombies, and those over the memory cap."""
+    found = []
+    for sample in samples:
+        if sample.status == "zombie":
+            found.append((sample.pid, "zombie"))
+        elif max_memory_mb is not None and sample.rss_bytes > max_memory_mb * 1024 * 1024:
+            found.append((sample.pid, f"RSS {sample.rss_bytes // (1024 * 1024)} MiB over "
+                                      f"max_worker_memory_mb {max_memory_mb}"))
+    return found

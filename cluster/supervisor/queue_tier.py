@@ -16,19 +16,33 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import redis.asyncio
 from aiohttp import web
 
+from cluster.component import Host
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
-from cluster.supervisor.state_dir import write_file
+from cluster.safe_files import write_file
 from config import PRIORITIES, Settings
-from queues.connection import UNAVAILABLE_ERRORS, masked
+from config.masking import mask_url
+from queues.connection import UNAVAILABLE_ERRORS
 
-if TYPE_CHECKING:
-    from cluster.supervisor.core import Supervisor
+
+
+class ChildHost(Host, Protocol):
+    """What the queue tier needs of the supervisor beyond a component's view: children, and the Redis URL."""
+
+    @property
+    def settings_path(self) -> Path: ...
+
+    def child_env(self, role: str) -> dict[str, str]: ...
+
+    def add_child(self, spec: ChildSpec) -> SupervisedChild: ...
+
+    def settle_redis_url(self, url: str) -> None:
+        """Make ``url`` the effective ``redis.url`` every child reads (before any child starts)."""
 
 log = logging.getLogger("cluster.queues")
 MIB = 1024 * 1024
@@ -82,7 +96,7 @@ def eviction_problems(policy: str | None, version: str | None) -> list[str]:
 class QueueTier:
     name = "queues"
 
-    def __init__(self, supervisor: "Supervisor") -> None:
+    def __init__(self, supervisor: ChildHost) -> None:
         self.supervisor = supervisor
         self.mode = "off"
         self.reason = ""
@@ -128,15 +142,13 @@ class QueueTier:
             name="redis", group="redis", argv=[binary, str(conf)], die_with_parent=False,
             env=self.supervisor.child_env("redis"), stop_timeout=30))
         url = f"unix://:{password}@{state_dir / 'redis.sock'}"
-        log.info("embedded redis-server at %s", masked(url))
+        log.info("embedded redis-server at %s", mask_url(url))
         return url
 
     def _publish_url(self) -> None:
         """Put the effective URL into the settings file every child reads."""
-        sup = self.supervisor
-        sup.settings = sup.settings.model_copy(
-            update={"redis": sup.settings.redis.model_copy(update={"url": self.url})})
-        sup.write_settings()
+        assert self.url is not None
+        self.supervisor.settle_redis_url(self.url)
 
     def _add_pools(self) -> None:
         sup = self.supervisor
@@ -167,9 +179,9 @@ class QueueTier:
                 policy = None
             self.problems = eviction_problems(policy, info.get("redis_version"))
             for problem in self.problems:
-                log.warning("Redis at %s: %s", masked(url), problem)
+                log.warning("Redis at %s: %s", mask_url(url), problem)
         except UNAVAILABLE_ERRORS as exc:
-            log.warning("Redis at %s is not reachable yet (%s); the queue pools keep retrying", masked(url), exc)
+            log.warning("Redis at %s is not reachable yet (%s); the queue pools keep retrying", mask_url(url), exc)
         finally:
             await client.aclose()
 
@@ -188,11 +200,14 @@ class QueueTier:
     def status(self) -> dict[str, Any]:
         return {
             "mode": self.mode,
-            "redis": masked(self.url),
+            "redis": mask_url(self.url),
             "reason": self.reason or None,
             "problems": self.problems,
             "pools": {p: self.supervisor.settings.queues.pool(p).workers for p in PRIORITIES} if self.pools else {},
         }
+
+    async def reload(self) -> None:
+        """The pools keep their connections and count until a restart."""
 
     def add_control_routes(self, app: web.Application) -> None:
         """The queue status is served by the HTTP workers and the CLI straight from Redis."""

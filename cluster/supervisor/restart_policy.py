@@ -40,7 +40,3 @@ class RestartPolicy:
         recent = len(self.deaths)
         delay = min(self.backoff_max, self.backoff_initial * (2 ** (recent - 1)))
         return RestartDecision(delay=delay, crash_loop=recent > self.crash_loop_deaths, deaths_in_window=recent)
-
-    def crash_looping(self, now: float) -> bool:
-        """Whether the deaths still inside the window make a crash loop."""
-        return sum(1 for t in self.deaths if now - t <= self.crash_loop_window) > self.crash_loop_deaths

@@ -12,7 +12,6 @@ predictable temp name that a symlink could take) and renamed over its target.
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
 
@@ -56,24 +55,3 @@ def prepare(path: Path) -> Path:
     if stat.S_IMODE(st.st_mode) & 0o077:
         os.chmod(path, 0o700)  # ours and not writable by others, but readable: the settings hold secrets
     return path
-
-
-def write_file(path: Path, data: str | bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` atomically: write a fresh O_EXCL|O_NOFOLLOW file next to it, then rename it over.
-
-    The temp name is random and created in the target's own dir, so nothing
-    planted in advance (a symlink, a hard link, a file of another user) is
-    ever opened; the rename replaces a symlink at ``path`` itself, never its target.
-    """
-    body = data.encode() if isinstance(data, str) else data
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(body)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.rename(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

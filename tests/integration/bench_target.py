@@ -1,6 +1,6 @@
 """A real aiohttp server for the `cluster bench` tests: ``python -m tests.integration.bench_target PORT [CERT KEY]``.
 
-/ok answers 200, /fail 500, /chunked 200 with a chunked body, /slow after
+/ok answers 200 (/served counts them), /fail 500, /chunked 200 with a chunked body, /slow after
 5 s, anything else 404. /stall answers 200, except
 that the first request arriving ``STALL_AFTER`` seconds after the first one
 blocks the whole server for ``STALL_FOR`` seconds (a stop-the-world pause).
@@ -18,11 +18,17 @@ from aiohttp import web
 
 STALL_AFTER = float(os.environ.get("STALL_AFTER", "1.0"))
 STALL_FOR = float(os.environ.get("STALL_FOR", "1.0"))
-_state = {"first": 0.0, "stalled": False}
+_state = {"first": 0.0, "stalled": False, "ok": 0}
 
 
 async def ok(request: web.Request) -> web.Response:
+    _state["ok"] += 1
     return web.Response(text="ok")
+
+
+async def served(request: web.Request) -> web.Response:
+    """How many /ok requests were answered: what a test waits on instead of sleeping."""
+    return web.json_response({"ok": _state["ok"]})
 
 
 async def fail(request: web.Request) -> web.Response:
@@ -57,6 +63,7 @@ async def stall(request: web.Request) -> web.Response:
 def main() -> None:
     app = web.Application()
     app.router.add_get("/ok", ok)
+    app.router.add_get("/served", served)
     app.router.add_get("/fail", fail)
     app.router.add_get("/stall", stall)
     app.router.add_get("/chunked", chunked)

@@ -106,7 +106,8 @@ def test_ctrl_c_stops_the_run_and_still_reports(target: str) -> None:
                              "--start", "1", "--max-users", "4", "--step", "1", "--step-duration", "30",
                              "--slo-p95", "1000", "--procs", "2", "--json", "--no-progress"],
                             env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2)  # let it send requests; the run is planned for 120 s
+    # The run is planned for 120 s: interrupt it once the target has answered some of its requests.
+    wait_for(lambda: json.loads(http_get(f"{target}/served")[2])["ok"] >= 5, 60, 0.1, "the bench to send requests")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

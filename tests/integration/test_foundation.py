@@ -6,7 +6,6 @@ import json
 import os
 import signal
 import threading
-import time
 from pathlib import Path
 
 import psutil
@@ -123,12 +122,14 @@ def test_killed_worker_is_replaced_and_the_port_keeps_answering(cluster_factory)
     assert len(loop.failures) <= 1, loop.failures
 
 
-def test_reload_during_a_request_loop_loses_nothing(cluster_factory) -> None:
+def test_reload_during_a_request_loop_loses_nothing(cluster_factory, tmp_path: Path) -> None:
     c = cluster_factory("tests.apps.slow:create_app()", workers=2)
     slow_result: dict = {}
-    slow = threading.Thread(target=lambda: slow_result.update(r=http_get(c.url + "/slow?seconds=3", timeout=60)))
+    mark = tmp_path / "slow-started"
+    slow = threading.Thread(
+        target=lambda: slow_result.update(r=http_get(f"{c.url}/slow?seconds=3&mark={mark}", timeout=60)))
     slow.start()
-    time.sleep(0.5)  # let the slow request reach a worker before the reload; not an assertion
+    wait_for(mark.exists, 60, 0.05, "the slow request to reach a worker")
     loop = RequestLoop(c.url + "/hello")
     loop.start()
     for _ in range(3):
@@ -165,6 +166,19 @@ def test_scale_pins_and_rejects_out_of_bounds(cluster_factory) -> None:
     assert bad.returncode == 1 and "outside [1, 3]" in bad.stderr
 
 
+def test_ttin_and_ttou_add_and_remove_one_worker_within_the_bounds(cluster_factory) -> None:
+    c = cluster_factory("--min-workers", "1", "--max-workers", "2")
+    for _ in range(2):  # the second is clamped to the maximum
+        c.proc.send_signal(signal.SIGTTIN)
+    wait_for(lambda: c.status()["workers"]["target"] == 2 and len(c.worker_pids()) == 2, 60, 0.2, "2 workers")
+    assert c.status()["workers"]["mode"] == "manual"
+    c.proc.send_signal(signal.SIGTTOU)
+    wait_for(lambda: c.status()["workers"]["target"] == 1 and len(c.worker_pids()) == 1, 60, 0.2, "1 worker")
+    # The arbiter said why the other worker left.
+    wait_for(lambda: c.status()["workers"]["exit_reasons"].get("retired", 0) == 1, 60, 0.2, "a reported retirement")
+    assert "crashed" not in c.status()["workers"]["exit_reasons"]
+
+
 def test_killed_arbiter_is_restarted_by_the_supervisor(cluster_factory) -> None:
     c = cluster_factory(workers=1)
     arbiter = next(r["pid"] for r in c.status()["processes"] if r["group"] == "http")
@@ -190,13 +204,15 @@ def test_stop_exits_zero_and_leaves_no_process(cluster_factory) -> None:
     assert not (c.state_dir / "control.sock").exists()
 
 
-def test_sigterm_stops_gracefully(cluster_factory) -> None:
+def test_sigterm_stops_gracefully(cluster_factory, tmp_path: Path) -> None:
     c = cluster_factory("tests.apps.slow:create_app()", workers=1)
     tree = c.tree_pids()
     result: dict = {}
-    slow = threading.Thread(target=lambda: result.update(r=http_get(c.url + "/slow?seconds=2", timeout=60)))
+    mark = tmp_path / "slow-started"
+    slow = threading.Thread(
+        target=lambda: result.update(r=http_get(f"{c.url}/slow?seconds=2&mark={mark}", timeout=60)))
     slow.start()
-    time.sleep(0.5)  # let the request reach the worker; not an assertion
+    wait_for(mark.exists, 60, 0.05, "the request to reach the worker")
     c.proc.send_signal(signal.SIGTERM)
     assert c.proc.wait(90) == 0
     slow.join(30)

@@ -124,14 +124,24 @@ def test_gives_up_after_max_attempts(monkeypatch):
 
 def test_a_full_queue_drops_its_oldest(monkeypatch):
     monkeypatch.setattr(alert_channels, "QUEUE_SIZE", 2)
+    metrics = ("cpu", "memory", "error_rate", "response_time", "queue_size")
 
     async def scenario():
-        dispatcher = Dispatcher([Flaky("webhook", [])], {"host": "h"})
-        for _ in range(5):
-            dispatcher.publish(one_note())
-        return dispatcher.status()
+        channel = Flaky("webhook", [])
+        dispatcher = Dispatcher([channel], {"host": "h"})
+        for metric in metrics:
+            dispatcher.publish(one_note(metric))
+        queued = dispatcher.status()["webhook"]["queued"]
+        dispatcher.start()
+        for _ in range(300):
+            if sum(len(m["alerts"]) for m in channel.received) >= 2:
+                break
+            await asyncio.sleep(0.01)
+        await dispatcher.stop()
+        return queued, [item["alert"]["metric"] for m in channel.received for item in m["alerts"]]
 
-    assert asyncio.run(scenario())["webhook"]["queued"] == 2
+    queued, delivered = asyncio.run(scenario())
+    assert queued == 2 and delivered == list(metrics[-2:])
 
 
 def test_five_alerts_within_the_group_window_are_one_message_per_channel():

@@ -1,54 +1,42 @@
-"""What the autoscaler measures: unexpected worker exits, CPU meters, and its status lines."""
+"""What the autoscaler measures: CPU meters, the listen backlog, and its status lines."""
 
 from __future__ import annotations
 
-import os
 import socket
-import time
+from collections import namedtuple
 
-from cluster.autoscale.signals import SystemCpu, UnexpectedExits, WorkerCpuMeter, bound_ports, listen_backlog, \
-    parse_listen_backlog
+from cluster.autoscale.signals import SystemCpu, bound_ports, listen_backlog, parse_listen_backlog, worker_cpu
 from cluster.cli.autoscale import status_lines
+from observability.process import CpuMeter, Reading
 
 
-def test_exits_that_were_announced_are_no_crash() -> None:
-    exits = UnexpectedExits(deaths=3, window=60)
-    assert not exits.observe(0, 0.0)
-    exits.expect(4)
-    assert not exits.observe(4, 1.0)
-
-
-def test_unannounced_exits_within_the_window_are_a_crash_loop_that_ends() -> None:
-    exits = UnexpectedExits(deaths=3, window=60)
-    exits.observe(0, 0.0)
-    exits.expect(1)
-    assert not exits.observe(3, 1.0)
-    assert exits.observe(4, 2.0)
-    assert exits.observe(4, 50.0)
-    assert not exits.observe(4, 70.0)
-
-
-def _spin(seconds: float) -> None:
-    started = time.thread_time()
-    while time.thread_time() - started < seconds:
-        pass
+def _reading(pid: int, cpu: float | None, started: float = 0.0) -> Reading:
+    return Reading(pid=pid, started=started, cpu_percent=cpu, rss_bytes=0, status="running")
 
 
 def test_worker_cpu_leaves_out_workers_younger_than_the_warmup_and_first_samples() -> None:
-    meter = WorkerCpuMeter()
-    first = meter.measure([os.getpid()], warmup=0.0)
-    assert first.mean is None and first.warming == 1
-    _spin(0.2)
-    second = meter.measure([os.getpid()], warmup=0.0)
-    assert second.mean is not None and second.mean > 0 and second.max == second.mean
-    young = meter.measure([os.getpid()], warmup=10_000.0)
-    assert young.mean is None and young.warming == 1
+    readings = [_reading(1, 40.0), _reading(2, None), _reading(3, 90.0, started=95.0), _reading(4, 60.0)]
+    cpu = worker_cpu(readings, warmup=10.0, wall=100.0)
+    assert cpu.per_worker == {1: 40.0, 4: 60.0} and cpu.warming == 2
+    assert cpu.mean == 50.0 and cpu.max == 60.0
+    assert worker_cpu([], warmup=0.0, wall=0.0).mean is None
 
 
-def test_system_cpu_is_a_percentage() -> None:
-    meter = SystemCpu()
-    _spin(0.1)
-    assert 0.0 <= meter.measure() <= 100.0
+def test_the_meter_gives_cpu_as_a_percentage_of_one_core_between_readings() -> None:
+    cpu = {7: 1.0}
+    meter = CpuMeter(lambda pid: (cpu[pid], 50.0, 4096, "sleeping"))
+    assert meter.read([7], now=10.0)[7].cpu_percent is None
+    cpu[7] = 1.5
+    second = meter.read([7], now=12.0)[7]
+    assert second.cpu_percent == 25.0 and second.rss_bytes == 4096 and second.started == 50.0
+
+
+def test_system_cpu_is_the_busy_share_of_all_ticks_since_the_last_call() -> None:
+    Times = namedtuple("Times", "user system idle iowait")
+    ticks = iter([Times(100, 50, 800, 50), Times(160, 70, 900, 70)])
+    meter = SystemCpu(lambda: next(ticks))
+    # 200 ticks passed, 120 of them idle or waiting on I/O: 40 % busy.
+    assert meter.measure() == 40.0
 
 
 def test_status_lines_show_mode_bounds_decision_and_cooldown() -> None:

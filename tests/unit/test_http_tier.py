@@ -2,7 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from cluster.supervisor.health import probe_target
+from config.urls import bind_url
+from workers.endpoints import PROBE_PATH
 from cluster.arbiter.http_tier import read_target, worker_class, write_target
 
 
@@ -32,4 +33,4 @@ def test_target_file_round_trip_and_bad_contents(tmp_path: Path) -> None:
     ("unix:/run/app.sock", ("http://localhost/_cluster/health", "/run/app.sock")),
 ])
 def test_health_probe_targets_a_bound_address(bind: str, expected: tuple) -> None:
-    assert probe_target(bind) == expected
+    assert bind_url(bind, PROBE_PATH) == expected

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import time
-
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
+from observability.process import CpuMeter
 
 
 def test_the_least_busy_worker_goes_first_not_the_oldest() -> None:
@@ -23,15 +21,15 @@ def test_workers_of_a_previous_generation_go_before_any_new_one() -> None:
     assert retire_order(workers) == [10, 11, 20]
 
 
-def test_cpu_rates_measure_this_process_between_refreshes() -> None:
-    rates = CpuRates(every=0.0)
-    pid = os.getpid()
-    rates.refresh([pid], time.monotonic())
-    assert rates.rate(pid) == 0.0
-    started = time.monotonic()
-    while time.monotonic() - started < 0.3:
-        pass
-    rates.refresh([pid], time.monotonic())
-    assert rates.rate(pid) > 0.2
-    rates.refresh([], time.monotonic())
-    assert rates.rate(pid) == 0.0
+def test_cpu_rates_are_cpu_seconds_per_second_between_refreshes() -> None:
+    cpu = {7: 10.0}
+    rates = CpuRates(every=1.0, meter=CpuMeter(lambda pid: (cpu[pid], 0.0, 0, "running")))
+    rates.refresh([7], 100.0)
+    assert rates.rate(7) == 0.0
+    cpu[7] = 10.5
+    rates.refresh([7], 100.5)  # too soon: the last rates stand
+    assert rates.rate(7) == 0.0
+    rates.refresh([7], 102.0)
+    assert rates.rate(7) == 0.25
+    rates.refresh([], 104.0)
+    assert rates.rate(7) == 0.0

@@ -10,7 +10,8 @@ import pytest
 
 from cluster.supervisor.exposure import exposed_binds
 from cluster.supervisor.queue_tier import redis_config, redis_maxmemory
-from cluster.supervisor.state_dir import StateDirError, prepare, problems, write_file
+from cluster.safe_files import write_file
+from cluster.supervisor.state_dir import StateDirError, prepare, problems
 from config import ConfigError, Settings, load, mask, mask_text, mask_url
 from workers.admin_guard import origin_matches, write_refusal
 

@@ -277,7 +277,12 @@ def test_a_read_cancelled_by_a_recovery_conflict_is_retried_on_another_host(pg_c
 
         reading = asyncio.create_task(slow_read())
         await until(lambda: router.by_name[conflicting].queries > 0, "the read to start on replica1")
-        await asyncio.sleep(0.3)
+        # The read holds its lock once replica1 runs it: wait for that, not for a guessed while.
+        running = ("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+                   "AND query LIKE '%pg_sleep(1.5)%' AND pid <> pg_backend_pid()")
+        deadline = time.monotonic() + 30
+        while await asyncio.to_thread(pg_cluster.sql, "replica1", running) == "0":
+            assert time.monotonic() < deadline, "the read never ran on replica1"
         await asyncio.to_thread(pg_cluster.sql, "primary", "TRUNCATE conflicted")
         row = await reading
         return row, next(h for h in router.status()["hosts"] if h["host"] == conflicting)

@@ -1,4 +1,4 @@
-"""The health loop's bookkeeping, fed probe results by hand: no database, no sleeps."""
+"""The router's health rounds, fed probe results by hand: no database, no sleeps."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 
 from config.settings import DatabaseSettings, ReplicaSettings
-from db.health_loop import apply_round
 from db.hosts import HostSpec
 from db.probe import ProbeResult
 from db.router import Router
@@ -49,7 +48,7 @@ def replica(lsn: int, age: float | None = None) -> ProbeResult:
 
 
 def round_(router: Router, now: float, *results: ProbeResult, first: bool = False) -> None:
-    asyncio.run(apply_round(router, list(zip(router.hosts, results)), now, first))
+    asyncio.run(router.apply_round(list(zip(router.hosts, results)), now, first))
 
 
 def test_a_replica_behind_the_primary_for_long_and_far_goes_stale_then_fresh_again() -> None:

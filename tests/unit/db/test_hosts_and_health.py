@@ -1,5 +1,5 @@
 from config import load
-from db.health_loop import DOWN_RETRY, next_delay
+from db.transitions import DOWN_RETRY, next_delay
 from db.hosts import host_name, hosts_from_settings
 from db.router import router_from_settings
 from workers.db_routes import health_result

@@ -1,4 +1,4 @@
-"""Which components run inside the supervisor, in start order."""
+"""Which components run inside the supervisor, in start order (the composition root of `cluster start`)."""
 
 from __future__ import annotations
 
@@ -12,15 +12,16 @@ def install(supervisor: "Supervisor") -> None:
     """Register every feature's component on a supervisor before it runs.
 
     The queue tier comes first: it settles the Redis URL every child reads.
-    Imported here, not at module level, so that prometheus_client is first
-    imported after `cluster start` has set PROMETHEUS_MULTIPROC_DIR.
+    Each component gets the supervisor as its ``Host`` (``cluster.component``):
+    figures to read, and requests that go through the command loop.
     """
     from cluster.autoscale.autoscaler import Autoscaler
     from cluster.dashboard.component import Dashboard
     from cluster.monitoring.monitor import Monitor
     from cluster.supervisor.queue_tier import QueueTier
 
+    dashboard = Dashboard(supervisor)
     supervisor.components.append(QueueTier(supervisor))
     supervisor.components.append(Autoscaler(supervisor))
-    supervisor.components.append(Monitor(supervisor))
-    supervisor.components.append(Dashboard(supervisor))
+    supervisor.components.append(Monitor(supervisor, listener_routes=[dashboard.add_listener_routes]))
+    supervisor.components.append(dashboard)
