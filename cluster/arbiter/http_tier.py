@@ -27,6 +27,7 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from cluster.arbiter import socket_activation
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
 from config import Settings
 from observability.logs import ContextFilter, configure, json_formatter, set_role
@@ -208,6 +209,7 @@ class HttpTier(BaseApplication):
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    socket_activation.adopt(os.environ, os.getpid())
     tier = HttpTier(Path(args[0]))
     configure("http-arbiter", tier.settings.server.log_level)
     tier.run()

@@ -20,6 +20,7 @@ from cluster.cli.bench import bench
 from cluster.cli.monitoring import print_monitoring, top
 from cluster.cli.queues import queues_group
 from cluster.cli.replicas import replicas
+from cluster.cli.systemd import systemd_group
 from config import ConfigError, LoadedConfig, effective, load
 from observability.metrics import use_multiprocess_dir
 from workers import control_client
@@ -236,6 +237,7 @@ main.add_command(top)
 main.add_command(replicas)
 main.add_command(bench)
 main.add_command(queues_group)
+main.add_command(systemd_group)
 
 
 def run() -> None:

@@ -34,6 +34,7 @@ class ChildSpec:
     env: dict[str, str] | None = None
     stop_signal: int = signal.SIGTERM
     stop_timeout: float = 10.0
+    pass_fds: tuple[int, ...] = ()
 
 
 @dataclass
@@ -70,6 +71,7 @@ class SupervisedChild:
             env=self.spec.env,
             stdin=asyncio.subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
+            pass_fds=self.spec.pass_fds,
         )
         self.started_at = time.time()
         self.state = "running"

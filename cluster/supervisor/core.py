@@ -21,11 +21,11 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from cluster.supervisor.core import control
-
-from cluster.supervisor.core import sd_notify
+from cluster.arbiter import socket_activation
+from cluster.supervisor import control
+from cluster.supervisor.announce import SystemdAnnouncer
 from cluster.supervisor.children import ChildSpec, SupervisedChild
-from cluster.supervisor.health import HealthChecker, probe
+from cluster.supervisor.health import HealthChecker
 from cluster.arbiter.http_tier import write_target
 from cluster.supervisor.http_workers import HttpWorkers
 from cluster.supervisor.restart_policy import RestartPolicy
@@ -74,6 +74,13 @@ class Supervisor:
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[Any]] = []
         self._control: web.AppRunner | None = None
+        self.systemd = SystemdAnnouncer(self)
+        self.listen_fds = socket_activation.inherited(os.environ, os.getpid())
+        if self.listen_fds:
+            # Socket activation: serve (and probe) the sockets systemd passed, whatever bind says.
+            bind = socket_activation.bind_addresses(self.listen_fds)
+            self.settings = self.settings.model_copy(
+                update={"server": self.settings.server.model_copy(update={"bind": bind})})
 
     # -- paths and child specs -------------------------------------------------
 
@@ -87,10 +94,12 @@ class Supervisor:
 
     def child_env(self, role: str) -> dict[str, str]:
         """The environment every child gets: ours plus the metrics dir and its role."""
-        env = dict(os.environ)
+        env = socket_activation.hand_on(os.environ, self.listen_fds) if role == "http-arbiter" \
+            else socket_activation.without(os.environ)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         env["CLUSTER_PROCESS_ROLE"] = role
-        env.pop("NOTIFY_SOCKET", None)
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(name, None)
         return env
 
     def restart_policy(self) -> RestartPolicy:
@@ -142,6 +151,7 @@ class Supervisor:
             argv=[sys.executable, "-m", "cluster.arbiter.http_tier", str(self.settings_path)],
             env=self.child_env("http-arbiter"),
             stop_timeout=self.settings.server.graceful_timeout + 5,
+            pass_fds=self.listen_fds,
         ))
         self._control = await control.start(self, socket_path(self.state_dir))
         log.info(
@@ -155,22 +165,11 @@ class Supervisor:
         self._tasks = [
             asyncio.create_task(self._sample_loop(), name="sample-workers"),
             asyncio.create_task(self.health.run(), name="health"),
-            asyncio.create_task(self._announce_ready(), name="ready"),
+            asyncio.create_task(self.systemd.run(), name="systemd"),
         ]
         await self._stop.wait()
         await self.shutdown()
         return 0
-
-    async def _announce_ready(self) -> None:
-        """READY=1 once the port answers and every wanted worker has booted."""
-        while not self._stop.is_set():
-            passed, _ = await probe(self.settings.server.bind[0], self.settings.health.timeout)
-            if passed and len(self.http_workers.last) >= self.worker_target:
-                break
-            await asyncio.sleep(0.2)
-        self.ready = True
-        sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving with {self.worker_target} workers")
-        log.info("cluster ready", extra={"workers": len(self.http_workers.last), "bind": self.settings.server.bind})
 
     async def _sample_loop(self) -> None:
         while True:
@@ -183,7 +182,7 @@ class Supervisor:
             self._stop.set()
 
     async def shutdown(self) -> None:
-        sd_notify.notify("STOPPING=1")
+        self.systemd.stopping()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -248,12 +247,12 @@ class Supervisor:
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the configuration; if valid, gracefully replace the HTTP workers with it."""
-        sd_notify.notify("RELOADING=1")
+        old_generation = self.systemd.reloading()
         try:
             fresh = load(**self.load_args)
         except ConfigError as exc:
             log.error("reload refused: the configuration is invalid", extra={"problems": exc.problems})
-            sd_notify.notify("READY=1")
+            self.systemd.reload_refused()
             return {"reloaded": False, "problems": exc.problems}
         # Kept from the running configuration: the worker bounds (moved at
         # runtime by `cluster scale`) and Redis (the queue tier settled its URL,
@@ -272,7 +271,7 @@ class Supervisor:
             if reload is not None:
                 await reload()
         log.info("reloaded", extra={"workers": self.worker_target})
-        sd_notify.notify("READY=1")
+        self.systemd.reloaded(old_generation)
         return {"reloaded": True, "problems": []}
 
     def status(self) -> dict[str, Any]:

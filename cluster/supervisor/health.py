@@ -17,10 +17,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("cluster.supervisor.health")
 
 
-def probe_target(bind: str) -> tuple[str, str | None]:
-    """(URL of /health, unix socket path or None) for a gunicorn bind address."""
+def probe_target(bind: str, path: str = "/health") -> tuple[str, str | None]:
+    """(URL of ``path``, unix socket path or None) for a gunicorn bind address."""
     if bind.startswith("unix:"):
-        return "http://localhost/health", bind[len("unix:"):]
+        return f"http://localhost{path}", bind[len("unix:"):]
     host, _, port = bind.rpartition(":")
     host = host.strip("[]")
     if host in ("0.0.0.0", ""):
@@ -29,7 +29,7 @@ def probe_target(bind: str) -> tuple[str, str | None]:
         host = "::1"
     if ":" in host:
         host = f"[{host}]"
-    return f"http://{host}:{port}/health", None
+    return f"http://{host}:{port}{path}", None
 
 
 async def probe(bind: str, timeout: float) -> tuple[bool, str]:
