@@ -179,6 +179,8 @@ class DatabaseSettings(Section):
     sticky_window: float = Field(30.0, ge=0)
     connect_timeout: float = Field(2.0, gt=0, description="health probes: connect and statement timeout (s)")
     checkout_timeout: float = Field(5.0, gt=0, description="wait for a pool connection at most this long (s)")
+    prepare_threshold: int | None = Field(
+        5, ge=0, description="psycopg's prepare_threshold; empty (None) behind PgBouncer's transaction pooling")
 
     @field_validator("url")
     @classmethod
