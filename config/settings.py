@@ -235,6 +235,13 @@ class AdminSettings(Section):
     token: str | None = Field(None, description="bearer token for admin routes and actions (CLUSTER_ADMIN_TOKEN)")
 
 
+class LoggingSettings(Section):
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise (journald)")
+    file: str | None = Field(
+        None, description="append to this file instead of stderr; reopened on SIGUSR1 (logrotate)")
+
+
 class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -248,6 +255,7 @@ class Settings(Section):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
 
 def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:

@@ -74,10 +74,13 @@ def main() -> None:
 @click.option("--min-workers", type=int)
 @click.option("--max-workers", type=int)
 @click.option("--jobs", "jobs_module", help="Module that registers the queue jobs.")
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), help="auto: text on a terminal.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Log to this file (reopened on SIGUSR1).")
 @state_dir_option
 @config_option
 def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_workers: int | None,
-          max_workers: int | None, jobs_module: str | None, state_dir: str | None, config_file: str | None) -> None:
+          max_workers: int | None, jobs_module: str | None, log_format: str | None, log_file: str | None,
+          state_dir: str | None, config_file: str | None) -> None:
     """Start the supervisor in the foreground (APP is module:app or module:factory())."""
     if workers is not None and (min_workers is not None or max_workers is not None):
         _fail("--workers cannot be combined with --min-workers/--max-workers", EXIT_CONFIG)
@@ -96,6 +99,10 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
         overrides["queues.jobs_module"] = jobs_module
     if state_dir:
         overrides["server.state_dir"] = state_dir
+    if log_format:
+        overrides["logging.format"] = log_format
+    if log_file:
+        overrides["logging.file"] = str(Path(log_file).absolute())
     loaded = _load_or_exit(config_file, overrides)
     # The supervisor empties this directory before any of its metrics is written.
     use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))
@@ -104,7 +111,8 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     from cluster.supervisor.core import Supervisor, SupervisorError
     from observability.logs import configure
 
-    configure("supervisor", loaded.settings.server.log_level)
+    logs = loaded.settings.logging
+    configure("supervisor", loaded.settings.server.log_level, logs.format, logs.file)
     supervisor = Supervisor(loaded, {"config_file": config_file, "overrides": overrides})
     install(supervisor)
     try:

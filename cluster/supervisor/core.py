@@ -25,6 +25,7 @@ from cluster.arbiter import socket_activation
 from cluster.supervisor import control
 from cluster.supervisor.announce import SystemdAnnouncer
 from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.logfiles import reopen_logs
 from cluster.supervisor.health import HealthChecker
 from cluster.arbiter.http_tier import write_target
 from cluster.supervisor.http_workers import HttpWorkers
@@ -144,6 +145,7 @@ class Supervisor:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self.request_stop, sig.name)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        loop.add_signal_handler(signal.SIGUSR1, reopen_logs, self)
 
         self.add_child(ChildSpec(
             name="http",

@@ -56,3 +56,24 @@ def test_bind_addresses_of_bound_sockets() -> None:
         sock.bind(("127.0.0.1", 0))
         sock.listen()
         assert socket_activation.bind_addresses((sock.fileno(),)) == [f"127.0.0.1:{sock.getsockname()[1]}"]
+
+
+def test_log_format_auto_is_text_on_a_terminal_only(tmp_path: Path) -> None:
+    import io
+    import logging
+
+    from observability.logs import ReopeningFileHandler, make_handler, resolve_format
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    assert resolve_format("auto", Tty()) == "text"
+    assert resolve_format("auto", io.StringIO()) == "json"
+    assert resolve_format("json", Tty()) == "json"
+    record = logging.LogRecord("x", logging.INFO, __file__, 1, "hello", None, None)
+    text = make_handler("auto", stream=Tty())
+    assert text.format(record).endswith("x: hello") if text.filter(record) else False
+    file_handler = make_handler("auto", file=str(tmp_path / "a.log"))
+    assert isinstance(file_handler, ReopeningFileHandler)
+    file_handler.close()
