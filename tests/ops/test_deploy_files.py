@@ -59,3 +59,15 @@ def test_nginx_config_is_valid(tmp_path: Path) -> None:
                     f"include {DEPLOY / 'nginx' / 'cluster.conf'}; }}\n")
     check = _run("nginx", "-t", "-c", str(main), "-p", str(tmp_path))
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_dashboard_has_an_instance_variable_and_the_queue_panels() -> None:
+    import json
+
+    dashboard = json.loads((CONFIG / "grafana" / "cluster.json").read_text())
+    assert "instance" in [v["name"] for v in dashboard["templating"]["list"]]
+    exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
+    assert all('instance=~"$instance"' in expr for expr in exprs), "every query follows the instance picker"
+    joined = " ".join(exprs)
+    for metric in ("cluster_jobs_dead_total", "cluster_queue_oldest_age_seconds", "cluster_job_duration_seconds"):
+        assert metric in joined
