@@ -150,11 +150,24 @@ class QueueSettings(Section):
 class RedisSettings(Section):
     url: str | None = None
     embedded: bool = True
+    sentinels: list[str] = Field(
+        default_factory=list, description="Redis Sentinel HOST:PORT list (REDIS_SENTINELS); with sentinel_master")
+    sentinel_master: str | None = Field(None, description="the master's name in Sentinel (REDIS_SENTINEL_MASTER)")
+    wait_replicas: int = Field(
+        0, ge=0, description="an enqueue is acknowledged only once this many replicas have it (WAIT); 1 with Sentinel")
+    wait_timeout: float = Field(1.0, gt=0, description="how long an enqueue waits for its replicas (s)")
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return _check_url(value, ("redis", "rediss", "unix"))
+        return _check_url(value, ("redis", "rediss", "unix", "redis+sentinel"))
+
+    @model_validator(mode="after")
+    def _sentinel_url(self) -> "RedisSettings":
+        """Sentinels given: the URL every process connects with names them (redis+sentinel://...)."""
+        if self.sentinels and self.sentinel_master and not self.url:
+            self.url = f"redis+sentinel://{','.join(self.sentinels)}/{self.sentinel_master}/0"
+        return self
 
 
 class ReplicaSettings(Section):

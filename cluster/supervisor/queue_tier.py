@@ -22,7 +22,7 @@ from aiohttp import web
 
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from config import PRIORITIES
-from queues.connection import UNAVAILABLE_ERRORS, masked
+from queues.connection import UNAVAILABLE_ERRORS, async_client, masked
 
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
@@ -125,7 +125,7 @@ class QueueTier:
                 )))
 
     async def _inspect(self, url: str) -> None:
-        client = redis.asyncio.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        client = async_client(url, max_connections=2)
         try:
             info = await client.info("server")
             try:
