@@ -29,6 +29,12 @@ def test_ops_alert_rules_check_and_their_tests_pass() -> None:
     assert test.returncode == 0, test.stdout + test.stderr
 
 
+@_needs("promtool")
+def test_builtin_alert_rules_tests_pass() -> None:
+    test = _run("promtool", "test", "rules", "alerts_test.yml", cwd=CONFIG / "prometheus")
+    assert test.returncode == 0, test.stdout + test.stderr
+
+
 def test_every_ops_rule_waits_before_firing() -> None:
     groups = yaml.safe_load((DEPLOY / "prometheus" / "ops-alerts.yml").read_text())["groups"]
     rules = [rule for group in groups for rule in group["rules"]]
