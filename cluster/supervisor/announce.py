@@ -70,7 +70,8 @@ class SystemdAnnouncer:
     async def serving(self, old_pids: Iterable[int] = ()) -> bool:
         """Every group serves; no HTTP worker of ``old_pids`` (the previous generation) is left."""
         sup = self.supervisor
-        pids = {s.pid for s in sup.http_workers.refresh(sup.http_child.pid)}
+        # the sample loop's view (refreshed every second): refreshing here would skew its CPU figures
+        pids = {s.pid for s in sup.http_workers.last}
         if len(pids) < sup.worker_target or pids & set(old_pids):
             return False
         up, total = _children_up(sup)
