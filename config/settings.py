@@ -160,7 +160,9 @@ class RedisSettings(Section):
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return _check_url(value, ("redis", "rediss", "unix", "redis+sentinel"))
+        if value and value.startswith("redis+sentinel://"):  # made from sentinels (below), parsed by queues
+            return value
+        return _check_url(value, ("redis", "rediss", "unix"))
 
     @model_validator(mode="after")
     def _sentinel_url(self) -> "RedisSettings":

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
+import psutil
 
 from cluster.supervisor.health import probe_target
 from cluster.supervisor.sd_notify import Notifier, status_line, watchdog_interval
@@ -51,6 +52,16 @@ async def readyz(bind: str, timeout: float) -> bool:
         return False
 
 
+def _arbiter_children(pid: int | None) -> set[int]:
+    """The arbiter's workers now (read here, not through HttpWorkers: its CPU windows stay intact)."""
+    if pid is None:
+        return set()
+    try:
+        return {p.pid for p in psutil.Process(pid).children()}
+    except psutil.NoSuchProcess:
+        return set()
+
+
 def _children_up(supervisor: "Supervisor", group_prefix: str = "") -> tuple[int, int]:
     """(running, supervised) children other than the arbiter, of groups starting with ``group_prefix``."""
     rows = [c for name, c in supervisor.children.items()
@@ -70,8 +81,7 @@ class SystemdAnnouncer:
     async def serving(self, old_pids: Iterable[int] = ()) -> bool:
         """Every group serves; no HTTP worker of ``old_pids`` (the previous generation) is left."""
         sup = self.supervisor
-        # the sample loop's view (refreshed every second): refreshing here would skew its CPU figures
-        pids = {s.pid for s in sup.http_workers.last}
+        pids = _arbiter_children(sup.http_child.pid)
         if len(pids) < sup.worker_target or pids & set(old_pids):
             return False
         up, total = _children_up(sup)
