@@ -44,6 +44,8 @@ SEED_ENV: dict[str, tuple[str, float | None]] = {
     "MONITORING_MEMORY_WARNING": ("monitoring.memory_warning", None),
     "DB_POOL_SIZE": ("database.pool_size", None),
     "REDIS_URL": ("redis.url", None),
+    "REDIS_SENTINELS": ("redis.sentinels", None),
+    "REDIS_SENTINEL_MASTER": ("redis.sentinel_master", None),
     "DATABASE_URL": ("database.url", None),
 }
 REPLICA_ENV = re.compile(r"^DB_READ_REPLICA_(\d+)(_WEIGHT)?$")

@@ -171,11 +171,26 @@ class RedisSettings(Section):
     embedded: bool = True
     maxmemory_mb: int | None = Field(None, ge=1, le=MAX_MEMORY_MB,
                                      description="the embedded Redis's maxmemory; unset: sized from the queue bounds")
+    sentinels: list[str] = Field(
+        default_factory=list, description="Redis Sentinel HOST:PORT list (REDIS_SENTINELS); with sentinel_master")
+    sentinel_master: str | None = Field(None, description="the master's name in Sentinel (REDIS_SENTINEL_MASTER)")
+    wait_replicas: int = Field(
+        0, ge=0, description="an enqueue is acknowledged only once this many replicas have it (WAIT); 1 with Sentinel")
+    wait_timeout: float = Field(1.0, gt=0, description="how long an enqueue waits for its replicas (s)")
 
     @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
+        if value and value.startswith("redis+sentinel://"):  # made from sentinels (below), parsed by queues
+            return value
         return _check_url(value, ("redis", "rediss", "unix"))
+
+    @model_validator(mode="after")
+    def _sentinel_url(self) -> "RedisSettings":
+        """Sentinels given: the URL every process connects with names them (redis+sentinel://...)."""
+        if self.sentinels and self.sentinel_master and not self.url:
+            self.url = f"redis+sentinel://{','.join(self.sentinels)}/{self.sentinel_master}/0"
+        return self
 
 
 class ReplicaSettings(Section):
@@ -200,6 +215,8 @@ class DatabaseSettings(Section):
     sticky_window: float = Field(30.0, ge=0)
     connect_timeout: float = Field(2.0, gt=0, description="health probes: connect and statement timeout (s)")
     checkout_timeout: float = Field(5.0, gt=0, description="wait for a pool connection at most this long (s)")
+    prepare_threshold: int | None = Field(
+        5, ge=0, description="psycopg's prepare_threshold; empty (None) behind PgBouncer's transaction pooling")
 
     @field_validator("url")
     @classmethod
@@ -295,6 +312,11 @@ class DashboardSettings(Section):
     history_step: float = Field(10.0, gt=0, description="seconds between two history points")
     history_points: int = Field(8640, ge=60, description="history points kept (8640 x 10 s = 24 h)")
     session_ttl: float = Field(12 * 3600.0, gt=0, description="a login session's lifetime (s)")
+class LoggingSettings(Section):
+    format: Literal["auto", "json", "text"] = Field(
+        "auto", description="auto: text on a terminal, JSON lines otherwise (journald)")
+    file: str | None = Field(
+        None, description="append to this file instead of stderr; reopened on SIGUSR1 (logrotate)")
 
 
 class Settings(Section):
@@ -311,6 +333,7 @@ class Settings(Section):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
 
 
 def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:

@@ -27,7 +27,7 @@ class HostState:
             timeout=settings.checkout_timeout, max_waiting=settings.pool_size * 8,
             reconnect_timeout=max(60.0, settings.health_check_interval * 4),
             kwargs={"autocommit": True, "connect_timeout": max(2, round(settings.connect_timeout)),
-                    "application_name": "cluster"},
+                    "application_name": "cluster", "prepare_threshold": settings.prepare_threshold},
         )
         self.prober = Prober(spec.url, settings.connect_timeout)
         self.health = HostHealth()

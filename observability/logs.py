@@ -1,4 +1,10 @@
-"""One JSON object per line from every process, with role, pid and request id."""
+"""One JSON object per line from every process, with role, pid and request id.
+
+JSON on stderr by default (journald under systemd); a human format on a
+terminal (``format = "auto"``); or a file (``logging.file``) that logrotate
+may move: each process reopens it when told (SIGUSR1, which the supervisor
+forwards to every child), so no process rotates it and nothing is lost.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 from observability.context import request_id_var
 
 _FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s %(process)d"
+_TEXT = "%(asctime)s %(levelname)-7s %(role)s[%(process)d] %(name)s: %(message)s"
 _RENAME = {"asctime": "time", "levelname": "level", "name": "logger", "process": "pid"}
 _role = "cluster"
 _redact: Callable[[str], str] | None = None
@@ -68,10 +75,38 @@ def json_formatter() -> logging.Formatter:
     return formatter
 
 
-def json_handler(stream: object = None) -> logging.Handler:
-    """A stream handler writing JSON lines with the context filter attached."""
-    handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
-    handler.setFormatter(json_formatter())
+class ReopeningFileHandler(logging.FileHandler):
+    """A file handler whose file can be reopened on demand, after logrotate moved it away."""
+
+    def reopen(self) -> None:
+        with self.lock:  # type: ignore[union-attr]
+            if self.stream is not None:
+                self.stream.close()
+            self.stream = self._open()
+
+
+_handler: logging.Handler | None = None
+
+
+def resolve_format(fmt: str, stream: object) -> str:
+    """'json' or 'text': ``auto`` is text on a terminal, JSON otherwise (journald, pipes, files)."""
+    if fmt != "auto":
+        return fmt
+    isatty = getattr(stream, "isatty", None)
+    return "text" if isatty is not None and isatty() else "json"
+
+
+def make_handler(fmt: str = "json", file: str | None = None, stream: object = None) -> logging.Handler:
+    """A handler for ``file`` (reopenable) or ``stream`` (stderr) in ``fmt``, context filter attached."""
+    handler: logging.Handler
+    if file:
+        handler = ReopeningFileHandler(file, encoding="utf-8")
+        kind = "json" if fmt == "auto" else fmt
+    else:
+        stream = stream or sys.stderr
+        handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+        kind = resolve_format(fmt, stream)
+    handler.setFormatter(json_formatter() if kind == "json" else logging.Formatter(_TEXT))
     handler.addFilter(ContextFilter())
     return handler
 
@@ -86,18 +121,31 @@ def redact_with(redact: Callable[[str], str] | None) -> None:
     _redact = redact
 
 
+def process_handler() -> logging.Handler:
+    """The handler ``configure`` installed in this process (gunicorn's logger shares it)."""
+    return _handler or make_handler()
+
+
+def reopen() -> None:
+    """Reopen this process's log file (a no-op when logging to a stream)."""
+    if isinstance(_handler, ReopeningFileHandler):
+        _handler.reopen()
+
+
 def set_role(role: str) -> None:
     """Name this process in every later log line (after a fork, say)."""
     global _role
     _role = role
 
 
-def configure(role: str, level: str = "info") -> None:
-    """Send every log record of this process to stderr as JSON lines."""
+def configure(role: str, level: str = "info", fmt: str = "json", file: str | None = None) -> None:
+    """Send every log record of this process to stderr (or ``file``) as JSON lines or text."""
+    global _handler
     set_role(role)
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    root.addHandler(json_handler())
+    _handler = make_handler(fmt, file)
+    root.addHandler(_handler)
     root.setLevel(level.upper())
     logging.getLogger("asyncio").setLevel(logging.WARNING)

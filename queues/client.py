@@ -189,6 +189,17 @@ def _job_view(job_id: str, priority: str, data: dict[str, str]) -> dict[str, Any
     return view
 
 
+def _wait_args(settings: Settings) -> tuple[int, int]:
+    return settings.redis.wait_replicas, int(settings.redis.wait_timeout * 1000)
+
+
+def _check_replicated(settings: Settings, name: str, replicas: int) -> None:
+    """An enqueue the replicas did not confirm is not acknowledged: a failover may drop it."""
+    if replicas < settings.redis.wait_replicas:
+        raise QueueUnavailable(f"cannot enqueue {name!r}: {replicas} of {settings.redis.wait_replicas} replicas "
+                               f"confirmed it within {settings.redis.wait_timeout:g}s (redis.wait_replicas)")
+
+
 class QueueClient:
     """One process's handle on the four queues (asyncio)."""
 
@@ -213,7 +224,14 @@ class QueueClient:
         keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
         try:
             async with asyncio.timeout(ENQUEUE_TIMEOUT):
-                reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
+                if self.settings.redis.wait_replicas:
+                    pipe = self.redis.pipeline(transaction=False)
+                    await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
+                    pipe.execute_command("WAIT", *_wait_args(self.settings))
+                    reply, replicas = await pipe.execute()
+                    _check_replicated(self.settings, name, replicas)
+                else:
+                    reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
         except OutOfMemoryError as exc:
             raise RedisFull(name) from exc
         except (TimeoutError, *UNAVAILABLE_ERRORS) as exc:
@@ -358,7 +376,14 @@ class SyncQueueClient:
         """The blocking twin of ``QueueClient.enqueue`` (same answers)."""
         keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
         try:
-            reply = self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
+            if self.settings.redis.wait_replicas:
+                pipe = self.redis.pipeline(transaction=False)
+                self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
+                pipe.execute_command("WAIT", *_wait_args(self.settings))
+                reply, replicas = pipe.execute()
+                _check_replicated(self.settings, name, replicas)
+            else:
+                reply = self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
         except OutOfMemoryError as exc:
             raise RedisFull(name) from exc
         except UNAVAILABLE_ERRORS as exc:

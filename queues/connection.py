@@ -1,4 +1,10 @@
-"""Redis connections for the queues: reconnect with backoff, clear errors when Redis is away."""
+"""Redis connections for the queues: reconnect with backoff, clear errors when Redis is away.
+
+A ``redis+sentinel://HOST:PORT,HOST:PORT/MASTER/DB`` URL (what ``redis.sentinels`` and
+``redis.sentinel_master`` become, REDIS_SENTINELS / REDIS_SENTINEL_MASTER) connects through
+Redis Sentinel: the clients ask the sentinels for the current master and follow a failover.
+One Sentinel client per process and sentinel set, shared by every pool of that process.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -13,6 +21,8 @@ from redis.retry import Retry
 
 
 UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
+SENTINEL_SCHEME = "redis+sentinel"
+_sentinels: dict[tuple[Any, ...], Any] = {}
 
 
 class QueueUnavailable(RuntimeError):
@@ -44,10 +54,46 @@ def _options(max_connections: int, socket_timeout: float | None = None) -> dict[
     }
 
 
+def parse_sentinel_url(url: str) -> tuple[list[tuple[str, int]], str, int, str | None] | None:
+    """(sentinel addresses, master name, db, password) of a redis+sentinel:// URL; None for another URL."""
+    scheme, sep, rest = url.partition("://")
+    if scheme != SENTINEL_SCHEME or not sep:
+        return None
+    credentials, _, rest = rest.rpartition("@")
+    hosts, _, path = rest.partition("/")
+    master, _, db = path.partition("/")
+    if not hosts or not master:
+        raise ValueError(f"{mask_url(url)}: expected {SENTINEL_SCHEME}://HOST:PORT[,HOST:PORT]/MASTER[/DB]")
+    addresses = [(host, int(port)) for host, _, port in (item.rpartition(":") for item in hosts.split(","))]
+    password = credentials.partition(":")[2] or None
+    return addresses, master, int(db or 0), password
+
+
+def _sentinel(kind: str, addresses: list[tuple[str, int]]) -> Any:
+    """This process's Sentinel client for these addresses (created once)."""
+    key = (kind, tuple(addresses))
+    if key not in _sentinels:
+        module = redis.asyncio.sentinel if kind == "async" else redis.sentinel
+        _sentinels[key] = module.Sentinel(addresses, socket_connect_timeout=2.0, socket_timeout=2.0)
+    return _sentinels[key]
+
+
+def _master(kind: str, url: str, max_connections: int) -> Any:
+    parsed = parse_sentinel_url(url)
+    assert parsed is not None
+    addresses, master, db, password = parsed
+    redis_class = redis.asyncio.Redis if kind == "async" else redis.Redis
+    return _sentinel(kind, addresses).master_for(master, redis_class=redis_class, db=db, password=password,
+                                                 **_options(max_connections))
+
+
 def async_client(url: str, max_connections: int = 32, blocking: bool = True) -> redis.asyncio.Redis:
     """An asyncio client. ``blocking``: when all connections are busy, wait (up to 30 s) for one
     instead of failing; it costs ~15 % more CPU per command, so the consumers, whose
-    connection use is bounded by their concurrency, use a plain pool sized with headroom."""
+    connection use is bounded by their concurrency, use a plain pool sized with headroom.
+    Through Sentinel the pool is Sentinel's own, which does not block."""
+    if parse_sentinel_url(url):
+        return _master("async", url, max_connections)  # type: ignore[no-any-return]
     if blocking:
         pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=30, **_options(max_connections))
     else:
@@ -56,5 +102,7 @@ def async_client(url: str, max_connections: int = 32, blocking: bool = True) -> 
 
 
 def sync_client(url: str, max_connections: int = 8, socket_timeout: float | None = None) -> redis.Redis:
+    if parse_sentinel_url(url):
+        return _master("sync", url, max_connections)  # type: ignore[no-any-return]
     pool = redis.BlockingConnectionPool.from_url(url, timeout=30, **_options(max_connections, socket_timeout))
     return redis.Redis(connection_pool=pool)

@@ -11,6 +11,7 @@ from pathlib import Path
 from config import PRIORITIES, Settings, mask_text
 from observability.logs import configure as configure_logs
 from observability.logs import redact_with
+from observability.logs import reopen as reopen_logs
 from queues import api, registry
 from queues.client import QueueClient
 from queues.connection import async_client
@@ -35,6 +36,7 @@ async def serve(settings: Settings, priority: str) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
+    loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
     try:
         await consumer.run()
     finally:
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         log.error("usage: python -m queues.pool SETTINGS_JSON {%s}, got %r", "|".join(PRIORITIES), args)
         return EXIT_USAGE
     settings = Settings.model_validate_json(Path(args[0]).read_text())
-    configure_logs(f"queue-{args[1]}", settings.server.log_level)
+    configure_logs(f"queue-{args[1]}", settings.server.log_level, settings.logging.format, settings.logging.file)
     redact_with(mask_text)
     try:
         registry.load_jobs_module(settings.queues.jobs_module)

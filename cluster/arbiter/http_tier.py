@@ -29,11 +29,12 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 
+from cluster.arbiter import socket_activation
 from cluster.arbiter.exits import EXITS_SOCKET, ExitReporter, exit_reason
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
 from cluster.safe_files import write_file
 from config import Settings, mask_text
-from observability.logs import ContextFilter, configure, json_formatter, redact_with, set_role
+from observability.logs import configure, process_handler, redact_with, reopen, set_role
 from observability.metrics import CHILD_RESTARTS, mark_dead
 from workers.app import build_runner
 from workers.state import WORKER_STATE
@@ -72,13 +73,16 @@ def heartbeat_dir(settings: Settings) -> str | None:
 
 
 class JsonLogger(glogging.Logger):
-    """gunicorn's logger with our JSON formatter on its handlers."""
+    """gunicorn's logger writing through this process's own handler (format, file)."""
 
     def setup(self, cfg: Any) -> None:
         super().setup(cfg)
-        for handler in self.error_log.handlers:
-            handler.setFormatter(json_formatter())
-            handler.addFilter(ContextFilter())
+        self.error_log.handlers = [process_handler()]
+
+    def reopen_files(self) -> None:
+        # gunicorn calls this on SIGUSR1 in the arbiter and in each worker
+        super().reopen_files()
+        reopen()
 
 
 def _post_fork(server: Arbiter, worker: Any) -> None:
@@ -223,8 +227,9 @@ class HttpTier(BaseApplication):
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
+    socket_activation.adopt(os.environ, os.getpid())
     tier = HttpTier(Path(args[0]))
-    configure("http-arbiter", tier.settings.server.log_level)
+    configure("http-arbiter", tier.settings.server.log_level, tier.settings.logging.format, tier.settings.logging.file)
     redact_with(mask_text)
     tier.run()
 

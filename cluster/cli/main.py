@@ -44,6 +44,7 @@ def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
     "alerts": ("cluster.cli.alerts", "alerts_group", "Alerts: list, acknowledge, silence."),
     "jobs": ("cluster.cli.jobs", "jobs_group", "One job by id."),
     "workers": ("cluster.cli.jobs", "workers_group", "HTTP workers: recycle one."),
+    "systemd": ("cluster.cli.systemd", "systemd_group", "systemd units for this install: print or install them."),
 })
 def main() -> None:
     """cluster: a supervised gunicorn + aiohttp runtime with priority job queues."""
@@ -56,10 +57,13 @@ def main() -> None:
 @click.option("--min-workers", type=int)
 @click.option("--max-workers", type=int)
 @click.option("--jobs", "jobs_module", help="Module that registers the queue jobs.")
+@click.option("--log-format", type=click.Choice(["auto", "json", "text"]), help="auto: text on a terminal.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Log to this file (reopened on SIGUSR1).")
 @state_dir_option
 @config_option
 def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_workers: int | None,
-          max_workers: int | None, jobs_module: str | None, state_dir: str | None, config_file: str | None) -> None:
+          max_workers: int | None, jobs_module: str | None, log_format: str | None, log_file: str | None,
+          state_dir: str | None, config_file: str | None) -> None:
     """Start the supervisor in the foreground (APP is module:app or module:factory())."""
     if workers is not None and (min_workers is not None or max_workers is not None):
         fail("--workers cannot be combined with --min-workers/--max-workers", EXIT_CONFIG)
@@ -78,6 +82,10 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
         overrides["queues.jobs_module"] = jobs_module
     if state_dir:
         overrides["server.state_dir"] = state_dir
+    if log_format:
+        overrides["logging.format"] = log_format
+    if log_file:
+        overrides["logging.file"] = str(Path(log_file).absolute())
     loaded = load_or_exit(config_file, overrides)
     warnings = _preflight_or_exit(loaded)
     from observability.multiproc import use_multiprocess_dir
@@ -91,7 +99,8 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     from config import mask_text
     from observability.logs import configure, redact_with
 
-    configure("supervisor", loaded.settings.server.log_level)
+    logs = loaded.settings.logging
+    configure("supervisor", loaded.settings.server.log_level, logs.format, logs.file)
     redact_with(mask_text)
     for line in warnings:
         logging.getLogger("cluster.supervisor.preflight").warning(line)

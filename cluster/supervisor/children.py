@@ -36,6 +36,7 @@ class ChildSpec:
     stop_timeout: float = 10.0
     die_with_parent: bool = True
     """False for a child that must outlive a supervisor killed outright (the embedded redis-server)."""
+    pass_fds: tuple[int, ...] = ()
 
 
 @dataclass
@@ -70,6 +71,7 @@ class SupervisedChild:
             # Its own session: a Ctrl-C (SIGINT to the terminal's group) reaches only the supervisor,
             # which stops the children in order.
             start_new_session=True,
+            pass_fds=self.spec.pass_fds,
         )
         self.started_at = time.time()
         self.state = "running"

@@ -73,4 +73,9 @@ class MarkReady:
     """The port answers and every wanted worker has booted."""
 
 
-Command = Stop | Reload | Scale | Nudge | SetTarget | SampleWorkers | HealthReport | WorkerExit | MarkReady
+@dataclass(frozen=True)
+class Heartbeat:
+    """Nothing to do: its answer proves the loop turns (systemd's watchdog pings on it)."""
+
+
+Command = Stop | Reload | Scale | Nudge | SetTarget | SampleWorkers | HealthReport | WorkerExit | MarkReady | Heartbeat

@@ -30,17 +30,20 @@ from typing import Any
 
 from aiohttp import web
 
+from cluster.arbiter import socket_activation
 from cluster.arbiter.exits import EXITS_SOCKET
+from cluster.supervisor.announce import SystemdAnnouncer
+from cluster.supervisor.logfiles import reopen_logs
 from cluster.arbiter.http_tier import write_target
 from cluster.component import Component
-from cluster.supervisor import control, first_boot, sd_notify
+from cluster.supervisor import control, first_boot
 from cluster.supervisor.exposure import warn_if_exposed
 from cluster.supervisor.state_dir import prepare as prepare_state_dir
 from cluster.safe_files import write_file
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from cluster.supervisor.command_loop import CommandLoop
-from cluster.supervisor.commands import Command, HealthReport, MarkReady, Nudge, Reload, SampleWorkers, Scale, \
-    SetTarget, Stop, WorkerExit
+from cluster.supervisor.commands import Command, HealthReport, Heartbeat, MarkReady, Nudge, Reload, SampleWorkers, \
+    Scale, SetTarget, Stop, WorkerExit
 from cluster.supervisor.health import HealthState, over_limits, probe
 from cluster.supervisor.http_workers import HttpWorkers
 from cluster.supervisor.restart_policy import RestartPolicy
@@ -66,6 +69,8 @@ class Supervisor:
         bounds = loaded.settings.workers
         self.runtime = WorkerRuntime.initial(bounds.min, bounds.max)
         self._base = loaded.settings
+        # Socket activation: serve (and probe) the sockets systemd passed, whatever bind says.
+        self.listen_fds = socket_activation.inherited(os.environ, os.getpid())
         self._settings = self._effective()
         self.started = time.time()
         self.http_workers = HttpWorkers()
@@ -87,6 +92,7 @@ class Supervisor:
             HealthReport: self.handle_health,
             WorkerExit: self.handle_worker_exit,
             MarkReady: self.handle_ready,
+            Heartbeat: self.handle_heartbeat,
         })
         self._tasks: list[asyncio.Task[Any]] = []
         self._control: web.AppRunner | None = None
@@ -94,6 +100,7 @@ class Supervisor:
         self.failure: str | None = None
         self.exit_code = 0
         self._exit_reports: asyncio.DatagramTransport | None = None
+        self.systemd = SystemdAnnouncer(self)
 
     # -- settings and paths ----------------------------------------------------
 
@@ -104,8 +111,11 @@ class Supervisor:
 
     def _effective(self) -> Settings:
         base, runtime = self._base, self.runtime
+        server: dict[str, Any] = {"state_dir": str(self.state_dir)}
+        if self.listen_fds:
+            server["bind"] = socket_activation.bind_addresses(self.listen_fds)
         return base.model_copy(update={
-            "server": base.server.model_copy(update={"state_dir": str(self.state_dir)}),
+            "server": base.server.model_copy(update=server),
             "workers": base.workers.model_copy(update={"min": runtime.minimum, "max": runtime.maximum}),
         })
 
@@ -137,10 +147,12 @@ class Supervisor:
 
     def child_env(self, role: str) -> dict[str, str]:
         """The environment every child gets: ours plus the metrics dir and its role."""
-        env = dict(os.environ)
+        env = socket_activation.hand_on(os.environ, self.listen_fds) if role == "http-arbiter" \
+            else socket_activation.without(os.environ)
         env["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
         env["CLUSTER_PROCESS_ROLE"] = role
-        env.pop("NOTIFY_SOCKET", None)
+        for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+            env.pop(name, None)
         return env
 
     def restart_policy(self) -> RestartPolicy:
@@ -186,6 +198,7 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self.post, Reload("SIGHUP"))
         loop.add_signal_handler(signal.SIGTTIN, self.post, Nudge(+1))
         loop.add_signal_handler(signal.SIGTTOU, self.post, Nudge(-1))
+        loop.add_signal_handler(signal.SIGUSR1, lambda: reopen_logs(self.children.values()))
 
         self.add_child(ChildSpec(
             name="http",
@@ -193,6 +206,7 @@ class Supervisor:
             argv=[sys.executable, "-m", "cluster.arbiter.http_tier", str(self.settings_path)],
             env=self.child_env("http-arbiter"),
             stop_timeout=self.settings.server.graceful_timeout + 5,
+            pass_fds=self.listen_fds,
         ))
         self._exit_reports = await listen(
             self.state_dir / EXITS_SOCKET, lambda pid, reason: self.post(WorkerExit(pid, reason)))
@@ -208,7 +222,7 @@ class Supervisor:
         self._tasks = [
             asyncio.create_task(self._every(SAMPLE_EVERY, SampleWorkers), name="sample-workers"),
             asyncio.create_task(self._probe_health(), name="health"),
-            asyncio.create_task(self._announce_ready(), name="ready"),
+            asyncio.create_task(self.systemd.run(), name="systemd"),
             asyncio.create_task(first_boot.watch(self), name="first-boot"),
         ]
         await self._commands.run(until=Stop)
@@ -216,7 +230,7 @@ class Supervisor:
         return self.exit_code
 
     async def shutdown(self) -> None:
-        sd_notify.notify("STOPPING=1")
+        self.systemd.stopping()
         self._commands.close()
         for task in self._tasks:
             task.cancel()
@@ -259,15 +273,6 @@ class Supervisor:
             passed, detail = await probe(self.settings.server.bind[0], self.settings.health.timeout)
             await self.submit(HealthReport(passed, detail))
 
-    async def _announce_ready(self) -> None:
-        """READY=1 once the port answers and every wanted worker has booted."""
-        while True:
-            passed, _ = await probe(self.settings.server.bind[0], self.settings.health.timeout)
-            if passed and len(self.http_workers.last) >= self.worker_target:
-                break
-            await asyncio.sleep(0.2)
-        await self.submit(MarkReady())
-
     # -- requests ------------------------------------------------------------------
 
     def request_stop(self, reason: str = "request") -> None:
@@ -296,13 +301,13 @@ class Supervisor:
         return {"stopping": True, "pid": os.getpid()}
 
     async def handle_reload(self, command: Reload) -> dict[str, Any]:
-        sd_notify.notify("RELOADING=1")
+        old_generation = self.systemd.reloading()
         try:
             fresh = load(**self.load_args)
         except ConfigError as exc:
             log.error("reload refused: the configuration is invalid",
                       extra={"problems": exc.problems, "reason": command.reason})
-            sd_notify.notify("READY=1")
+            self.systemd.reload_refused()
             return {"reloaded": False, "problems": exc.problems}
         # Kept from the running configuration: the worker bounds (runtime
         # state, moved by `cluster scale`) and Redis (the queue tier settled
@@ -313,7 +318,7 @@ class Supervisor:
         for component in self.components:
             await component.reload()
         log.info("reloaded", extra={"workers": self.worker_target, "reason": command.reason})
-        sd_notify.notify("READY=1")
+        self.systemd.reloaded(old_generation)
         return {"reloaded": True, "problems": []}
 
     async def handle_scale(self, command: Scale) -> dict[str, Any]:
@@ -367,8 +372,11 @@ class Supervisor:
 
     async def handle_ready(self, command: MarkReady) -> None:
         self.ready = True
-        sd_notify.notify(f"READY=1\nMAINPID={os.getpid()}\nSTATUS=serving with {self.worker_target} workers")
+        self.systemd.announce_ready()
         log.info("cluster ready", extra={"workers": len(self.http_workers.last), "bind": self.settings.server.bind})
+
+    async def handle_heartbeat(self, command: Heartbeat) -> None:
+        """The loop turns: the systemd watchdog pings once this is answered."""
 
     def _use_runtime(self, runtime: WorkerRuntime, reason: str) -> None:
         """Adopt new bounds, target and mode: the settings file for new bounds, the target file for the arbiter."""

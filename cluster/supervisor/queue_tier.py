@@ -27,7 +27,7 @@ from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
 from cluster.safe_files import write_file
 from config import PRIORITIES, Settings
 from config.masking import mask_url
-from queues.connection import UNAVAILABLE_ERRORS
+from queues.connection import UNAVAILABLE_ERRORS, async_client
 
 
 
@@ -170,7 +170,7 @@ class QueueTier:
         return max(queues.pool(p).timeout for p in PRIORITIES) + queues.kill_grace + STOP_MARGIN
 
     async def _inspect(self, url: str) -> None:
-        client = redis.asyncio.Redis.from_url(url, decode_responses=True, socket_connect_timeout=5)
+        client = async_client(url, max_connections=2)
         try:
             info = await client.info("server")
             try:

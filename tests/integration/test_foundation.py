@@ -256,7 +256,9 @@ def test_second_supervisor_on_the_same_state_dir_is_refused(cluster_factory) -> 
 
 
 def test_workers_over_their_memory_cap_are_recycled(cluster_factory) -> None:
-    c = cluster_factory(workers=1, env={"CLUSTER_WORKERS_MAX_WORKER_MEMORY_MB": "1", "CLUSTER_HEALTH_INTERVAL": "1"})
+    # Never READY: its only worker is recycled (draining, /readyz 503) every second.
+    c = cluster_factory(workers=1, env={"CLUSTER_WORKERS_MAX_WORKER_MEMORY_MB": "1", "CLUSTER_HEALTH_INTERVAL": "1"},
+                        wait_ready=False)
     first = wait_for(lambda: c.worker_pids()[0], 60, 0.1, "a first worker")
     wait_for(lambda: (lambda p: len(p) == 1 and p[0] != first)(c.worker_pids()), 60, 0.2, "a recycled worker")
     recycled = [line for line in c.logs() if line.get("message", "").startswith(f"recycling http worker {first}")]
@@ -273,7 +275,9 @@ def test_systemd_notify_ready_after_boot_and_stopping(cluster_factory, tmp_path:
     sock.settimeout(90)
     try:
         c = cluster_factory(workers=2, env={"NOTIFY_SOCKET": address}, wait_ready=False)
-        ready = sock.recv(4096).decode()
+        ready = ""
+        while "READY=1" not in ready:  # EXTEND_TIMEOUT_USEC= may come first on a slow start
+            ready = sock.recv(4096).decode()
         assert "READY=1" in ready and f"MAINPID={c.proc.pid}" in ready
         assert len(c.worker_pids()) == 2, "READY only once every worker has booted"
         assert http_get(c.url + "/ping")[0] == 200

@@ -23,9 +23,10 @@ KNOWN = {
     "cluster_db_replica_lag_seconds", "cluster_db_queries_total", "cluster_health_score",
     "cluster_host_cpu_percent", "cluster_host_memory_percent", "cluster_process_cpu_percent",
     "cluster_process_resident_memory_bytes",
+    "cluster_jobs_dead_total", "cluster_queue_oldest_age_seconds", "cluster_job_duration_seconds_bucket",
 }
 PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "route", "le", "instance", "status",
-                "queue", "role"}
+                "queue", "role", "max"}
 
 
 def test_prometheus_rules_match_the_builtin_thresholds():

@@ -155,7 +155,7 @@ def test_log_lines_are_redacted_once_a_redactor_is_set() -> None:
 
     stream = io.StringIO()
     logger = logging.getLogger("test.redact")
-    handler = logs.json_handler(stream)
+    handler = logs.make_handler("json", stream=stream)
     logger.addHandler(handler)
     try:
         logs.redact_with(mask_text)
