@@ -33,10 +33,10 @@ install: $(STAMP) system-deps
 run: install
 	$(VENV)/bin/cluster start
 
-# The audit runs first and reports; only vulnerabilities found (exit 1) stop the tests, an unreachable
-# vulnerability database (exit 3) never does.
+# The audit runs first and reports (findings, or plainly that its database was unreachable); it never
+# stops the tests: a vulnerability published today must not turn every CI run red. `make audit` fails on findings.
 test: install
-	python3 scripts/audit.py || [ $$? -eq 3 ]
+	-python3 scripts/audit.py
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 BENCH_ARGS ?=

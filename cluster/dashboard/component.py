@@ -45,6 +45,9 @@ class Dashboard:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.source.close()
 
+    async def reload(self) -> None:
+        """Nothing to redo: the pages read the supervisor's settings as they are at each request."""
+
     async def _sample(self) -> None:
         """Watch for autoscale and replica changes every second; a history point every ``history_step``."""
         last_point = 0.0
