@@ -62,7 +62,7 @@ async def scale(sup: "Supervisor", params: Params) -> dict[str, Any]:
     if workers is None and not auto:
         raise ActionError(400, "give a worker count, or auto")
     try:
-        return sup.scale(workers=None if auto else workers, auto=auto)
+        return await sup.scale(workers=None if auto else workers, auto=auto)
     except ValueError as exc:
         raise ActionError(400, str(exc)) from None
 
