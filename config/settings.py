@@ -45,6 +45,8 @@ class ServerSettings(Section):
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
     access_log: bool = False
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="peers (IPs or CIDR networks) whose X-Forwarded-For/Forwarded is believed")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("bind")
@@ -179,6 +181,12 @@ class DatabaseSettings(Section):
     sticky_window: float = Field(30.0, ge=0)
     connect_timeout: float = Field(2.0, gt=0, description="health probes: connect and statement timeout (s)")
     checkout_timeout: float = Field(5.0, gt=0, description="wait for a pool connection at most this long (s)")
+    read_timeout: float = Field(3.0, gt=0, description="a routed read slower than this fails over to another host (s)")
+    checkout_wait: float = Field(0.05, gt=0, description="wait this long for a host's pool before trying another (s)")
+    slow_query_ms: float = Field(1000.0, ge=0, description="log routed statements slower than this (ms)")
+    max_lifetime: float = Field(3600.0, gt=0, description="recycle a connection after this long, jittered (s)")
+    max_idle: float = Field(600.0, gt=0, description="close a pool connection idle this long (s)")
+    ping_after_idle: float = Field(30.0, ge=0, description="ping a connection idle this long before handing it out (s)")
 
     @field_validator("url")
     @classmethod
@@ -233,6 +241,36 @@ class AdminSettings(Section):
     token: str | None = Field(None, description="bearer token for admin routes and actions (CLUSTER_ADMIN_TOKEN)")
 
 
+class CacheSettings(Section):
+    enabled: bool = True
+    url: str | None = Field(None, description="Redis for the cache; empty: redis.url (the queues' Redis)")
+    timeout: float = Field(0.05, gt=0, description="a cache command slower than this is a miss: the function runs (s)")
+    max_value_bytes: int = Field(512 * 1024, gt=0, description="a larger JSON value is returned but not stored")
+    pool_size: int = Field(32, ge=1, description="the cache's own Redis connections per process")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss", "unix"))
+
+
+class RateLimitRule(Section):
+    path: str = Field(description="a route pattern: glob on the request path, e.g. /api/quotes/*")
+    limit: str = Field(description="the limits library's notation, e.g. '100/minute' or '10/second;1000/hour'")
+    per: Literal["ip", "api_key", "route"] = "ip"
+    methods: list[str] = Field(default_factory=list, description="empty: every method")
+
+
+class RateLimitSettings(Section):
+    enabled: bool = True
+    url: str | None = Field(None, description="Redis for the counters; empty: redis.url")
+    strategy: Literal["sliding-window-counter", "moving-window", "fixed-window"] = "sliding-window-counter"
+    rules: list[RateLimitRule] = Field(default_factory=list)
+    api_key_header: str = "X-API-Key"
+    fail_open: bool = Field(True, description="Redis down: let requests through (false: answer 503)")
+    timeout: float = Field(0.1, gt=0, description="a Redis call slower than this counts as Redis down (s)")
+
+
 class Settings(Section):
     server: ServerSettings = Field(default_factory=ServerSettings)
     workers: WorkerSettings = Field(default_factory=WorkerSettings)
@@ -246,6 +284,8 @@ class Settings(Section):
     alerts: AlertSettings = Field(default_factory=AlertSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
 
 def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:
