@@ -13,7 +13,7 @@ from aiohttp import web
 from config import Settings
 from workers import endpoints, monitoring, queues_api
 from workers.access_log import JsonAccessLogger
-from workers import db_routes
+from workers import db_routes, resilience_api
 from workers.middleware import request_middleware
 from workers.state import WORKER_STATE
 
@@ -79,6 +79,7 @@ async def build_app(settings: Settings) -> web.Application:
     monitoring.install(app)
     db_routes.install(app, settings)
     queues_api.install(app, settings)
+    resilience_api.install(app, settings)
     return app
 
 
