@@ -21,9 +21,9 @@ from typing import Any, Protocol
 
 from aiohttp import web
 
-from cluster.supervisor.core import control
+from cluster.supervisor import control
 
-from cluster.supervisor.core import sd_notify
+from cluster.supervisor import sd_notify
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from cluster.supervisor.health import HealthChecker, probe
 from cluster.arbiter.http_tier import write_target
