@@ -24,14 +24,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from prometheus_client import Counter, Gauge
 
-from resilience.breaker_policy import BreakerPolicy, BreakerState, Outcome, admit, record, window_counts
+from resilience.breaker_policy import BreakerPolicy, BreakerState, Outcome, admit, forgo, record, window_counts
 
 log = logging.getLogger("resilience.breaker")
 P = ParamSpec("P")
 R = TypeVar("R")
 STATE_VALUES = {"closed": 0, "half_open": 1, "open": 2}
 
-STATE = Gauge("cluster_breaker_state", "Circuit breaker state per process: 0 closed, 1 half-open, 2 open",
+STATE = Gauge("cluster_breaker_state", "Circuit breaker state per process: 0 closed, 1 half-open, 2 open "
+              "(absent until its first transition)",
               ["breaker"], multiprocess_mode="livemax")
 TRANSITIONS = Counter("cluster_breaker_transitions", "Circuit breaker state changes, by the state entered",
                       ["breaker", "to"])
@@ -58,25 +59,34 @@ class CircuitBreaker:
         self.ignore = ignore
         self.clock = clock
         self.state = BreakerState()
-        self._rejected = REJECTED.labels(name)
-        STATE.labels(name).set(0)
+        # No metric is touched before the first transition or refusal: a breaker made at import
+        # (the cache's) must not open a metrics file before the process has chosen its directory.
 
     @property
     def is_open(self) -> bool:
         """Open and still waiting (a half-open breaker lets its trial calls through)."""
         return self.state.name == "open" and self.clock() < self.state.open_until
 
+    @property
+    def failing(self) -> bool:
+        """The last outcome recorded while closed was a failure."""
+        return self.state.streak > 0
+
     def allow(self) -> bool:
         """True when a call may start now; a refused call is counted."""
         state, allowed = admit(self.state, self.policy, self.clock())
         self._move(state)
         if not allowed:
-            self._rejected.inc()
+            REJECTED.labels(self.name).inc()
         return allowed
 
     def done(self, failed: bool, duration: float) -> None:
         """Report the outcome of a call ``allow()`` let through."""
         self._move(record(self.state, self.policy, Outcome(failed, duration), self.clock()))
+
+    def forgo(self) -> None:
+        """A call ``allow()`` let through did not reach the callee: no outcome to record."""
+        self._move(forgo(self.state))
 
     def refusal(self) -> CircuitOpen:
         return CircuitOpen(self.name, max(0.0, self.state.open_until - self.clock()), self.state.reason)
@@ -160,6 +170,12 @@ def breaker(name: str, policy: BreakerPolicy | None = None, ignore: tuple[type[B
     found = _registry.get(name)
     if found is None:
         found = _registry[name] = CircuitBreaker(name, policy, ignore)
+    return found
+
+
+def register(found: CircuitBreaker) -> CircuitBreaker:
+    """List a breaker made elsewhere under its name (replacing an older one of that name)."""
+    _registry[found.name] = found
     return found
 
 

@@ -2,7 +2,8 @@
 
 closed: calls pass; outcomes fill a time window of one-second buckets. Once the window holds
 ``minimum_calls`` calls, a failure rate or a slow-call rate at or above its threshold opens
-the breaker.
+the breaker; so do ``consecutive_failures`` failures in a row when set (Envoy's consecutive
+errors: a host that stops answering opens at once even after a busy window of successes).
 open: calls are refused until ``open_until``; the wait grows with each opening in a row
 (Envoy's outlier ejection: base x consecutive openings, capped).
 half_open: ``half_open_calls`` trial calls are let through; one failed (or slow) trial opens
@@ -31,6 +32,7 @@ class BreakerPolicy:
     open_wait: float = 5.0  # first wait in open state
     max_open_wait: float = 300.0
     half_open_calls: int = 3
+    consecutive_failures: int = 0  # 0: off
 
 
 @dataclass(frozen=True)
@@ -49,6 +51,7 @@ class BreakerState:
     openings: int = 0  # consecutive openings without a close in between
     trials_started: int = 0
     trials_passed: int = 0
+    streak: int = 0  # failures in a row while closed
     reason: str | None = field(default=None, compare=False)
 
 
@@ -72,7 +75,7 @@ def window_counts(state: BreakerState, policy: BreakerPolicy, now: float) -> tup
 
 def _opened(state: BreakerState, policy: BreakerPolicy, now: float, reason: str) -> BreakerState:
     openings = state.openings + 1
-    return BreakerState("open", (), now + open_wait(policy, openings), openings, 0, 0, reason)
+    return BreakerState("open", (), now + open_wait(policy, openings), openings, reason=reason)
 
 
 def admit(state: BreakerState, policy: BreakerPolicy, now: float) -> tuple[BreakerState, bool]:
@@ -86,6 +89,14 @@ def admit(state: BreakerState, policy: BreakerPolicy, now: float) -> tuple[Break
     if state.trials_started >= policy.half_open_calls:
         return state, False
     return replace(state, trials_started=state.trials_started + 1), True
+
+
+def forgo(state: BreakerState) -> BreakerState:
+    """A call ``admit`` let through ended with no verdict on the callee (it never reached it):
+    in half-open, its trial slot is given back."""
+    if state.name == "half_open" and state.trials_started > state.trials_passed:
+        return replace(state, trials_started=state.trials_started - 1)
+    return state
 
 
 def record(state: BreakerState, policy: BreakerPolicy, outcome: Outcome, now: float) -> BreakerState:
@@ -108,7 +119,10 @@ def record(state: BreakerState, policy: BreakerPolicy, outcome: Outcome, now: fl
     else:
         last = Bucket(second)
     buckets.append(Bucket(second, last.calls + 1, last.failures + int(outcome.failed), last.slow + int(slow)))
-    state = replace(state, buckets=tuple(buckets))
+    streak = state.streak + 1 if outcome.failed else 0
+    state = replace(state, buckets=tuple(buckets), streak=streak)
+    if policy.consecutive_failures and streak >= policy.consecutive_failures:
+        return _opened(state, policy, now, f"{streak} failures in a row")
     calls, failures, slow_calls = window_counts(state, policy, now)
     if calls >= policy.minimum_calls:
         if failures / calls >= policy.failure_rate:

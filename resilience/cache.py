@@ -188,14 +188,19 @@ class ResilientCache:
         return len(keys)
 
     async def status(self) -> dict[str, Any]:
-        keys: int | None = None
+        """Whether the cache is on, its Redis reachable, and its keys per cache name (one SCAN)."""
+        per_cache: dict[str, int] | None = None
+        reachable = None
         if self.ready:
-            count = 0
-            async for _ in self.backend.scan(f"{PREFIX}:*"):
-                count += 1
-            keys = count
-        return {"enabled": self.ready, "keys": keys, "breaker": self.breaker.status()["state"],
-                "timeout": self.settings.timeout, "max_value_bytes": self.settings.max_value_bytes}
+            reachable = bool(await self.backend.ping())
+            per_cache = {}
+            async for key in self.backend.scan(f"{PREFIX}:*"):
+                name = cache_name(key.decode() if isinstance(key, bytes) else key)
+                per_cache[name] = per_cache.get(name, 0) + 1
+        return {"enabled": self.ready, "reachable": reachable,
+                "keys": None if per_cache is None else sum(per_cache.values()), "caches": per_cache,
+                "breaker": self.breaker.state.name, "timeout": self.settings.timeout,
+                "max_value_bytes": self.settings.max_value_bytes}
 
 
 CACHE = ResilientCache()

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from cluster.cli.autoscale import status_lines
 from cluster.cli.bench import bench
+from cluster.cli.cache import cache_group
 from cluster.cli.monitoring import print_monitoring, top
 from cluster.cli.queues import queues_group
 from cluster.cli.replicas import replicas
@@ -236,6 +237,7 @@ main.add_command(top)
 main.add_command(replicas)
 main.add_command(bench)
 main.add_command(queues_group)
+main.add_command(cache_group)
 
 
 def run() -> None:

@@ -164,3 +164,33 @@ def test_without_redis_configured_the_function_runs() -> None:
         return [await f(1), await f(1), len(calls)]
 
     assert run(None, body) == [1, 1, 2]
+
+
+def test_the_cli_shows_and_clears_by_tag_and_pattern(redis_url: str, redis_server: RedisServer, tmp_path: Path) -> None:
+    import json
+
+    from tests.support import run_cli
+
+    async def body(cache: ResilientCache) -> None:
+        @cache.cached("cli", ttl=60, key="{n}", tags=["group:{n}"])
+        async def f(n: int) -> int:
+            return n
+
+        for n in (1, 2, 3):
+            await f(n)
+
+    run(redis_url, body)
+    redis_server.client().set("queue-key", "untouched")
+    env = {"CLUSTER_REDIS_URL": redis_url}
+    state = ["--state-dir", str(tmp_path / "none")]
+    status = run_cli("cache", "status", "--json", *state, env=env)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["caches"] == {"cli": 3}
+    by_tag = run_cli("cache", "clear", "--tag", "group:1", *state, env=env)
+    assert by_tag.returncode == 0, by_tag.stderr
+    by_pattern = run_cli("cache", "clear", "--pattern", "cli:2", *state, env=env)
+    assert "cleared 1 key" in by_pattern.stdout, by_pattern.stderr
+    assert json.loads(run_cli("cache", "status", "--json", *state, env=env).stdout)["caches"] == {"cli": 1}
+    everything = run_cli("cache", "clear", *state, env=env)
+    assert everything.returncode == 0
+    assert redis_server.client().get("queue-key") == "untouched"

@@ -81,3 +81,26 @@ def test_a_failed_trial_opens_again_for_longer_and_the_wait_is_capped() -> None:
 def test_an_outcome_reported_after_opening_changes_nothing() -> None:
     state = feed(BreakerState(), [FAIL] * 4, 100)
     assert record(state, POLICY, FAIL, 100.5) == state
+
+
+def test_consecutive_failures_open_even_after_a_window_full_of_successes() -> None:
+    policy = BreakerPolicy(failure_rate=0.5, minimum_calls=4, window=10, consecutive_failures=3)
+    state = BreakerState()
+    now = 100.0
+    for outcome in [OK] * 50 + [FAIL, FAIL, OK, FAIL, FAIL]:
+        state = record(state, policy, outcome, now)
+    assert state.name == "closed" and state.streak == 2
+    state = record(state, policy, FAIL, now)
+    assert state.name == "open" and "3 failures in a row" in state.reason
+
+
+def test_a_trial_that_never_reached_the_callee_gives_its_slot_back() -> None:
+    from resilience.breaker_policy import forgo
+
+    state = feed(BreakerState(), [FAIL] * 4, 100)
+    state, _ = admit(state, POLICY, state.open_until)
+    state, _ = admit(state, POLICY, state.open_until)
+    state, allowed = admit(state, POLICY, state.open_until)
+    assert not allowed
+    state, allowed = admit(forgo(state), POLICY, state.open_until)
+    assert allowed
