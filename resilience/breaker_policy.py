@@ -35,6 +35,12 @@ class BreakerPolicy:
     consecutive_failures: int = 0  # 0: off
 
 
+# Guarding a Redis the cache or the rate limits use: skip it for 2 s (growing) once half the
+# last 5 s of commands failed; one trial command then decides.
+REDIS_POLICY = BreakerPolicy(failure_rate=0.5, minimum_calls=5, window=5, open_wait=2, max_open_wait=30,
+                             half_open_calls=1)
+
+
 @dataclass(frozen=True)
 class Bucket:
     second: int

@@ -12,8 +12,9 @@
 Built on cashews (asyncio on redis-py), set up here as the runtime needs it:
 - its own connection pool (``cache.pool_size``), apart from the queues' pool, and JSON values:
   nothing read from Redis is unpickled;
-- stampede protection: the first caller of a missing key computes it under a Redis lock, the
-  others (in this process and in every other one) wait for its value;
+- stampede protection: in a process, concurrent callers of one key share one call; across
+  processes, the first computes under a Redis lock (held at most ``lock_ttl``) while the
+  others poll the lock every 10 ms, then read its value;
 - degraded mode: a Redis command that fails or takes longer than ``cache.timeout`` makes the
   call a miss, the function runs, ``cluster_cache_degraded_total`` grows and a warning is
   logged once a minute; a breaker on the cache's Redis then skips Redis for a while, so a
@@ -34,13 +35,14 @@ from typing import Any, ParamSpec, TypeVar
 
 from cashews import Cache as Cashews
 from cashews.commands import Command
+from cashews.decorators import locked, thunder_protection
 from cashews.exceptions import CacheBackendInteractionError
 from cashews.key import get_cache_key, get_cache_key_template
 from prometheus_client import Counter, Histogram
 
 from config.settings import CacheSettings
-from resilience.breaker import breaker
-from resilience.breaker_policy import BreakerPolicy
+from resilience.breaker import CircuitBreaker, register
+from resilience.breaker_policy import REDIS_POLICY
 from resilience.log_once import EveryInterval
 
 log = logging.getLogger("resilience.cache")
@@ -57,8 +59,12 @@ SKIPPED = Counter("cluster_cache_values_skipped", "Values not stored: too large 
 LATENCY = Histogram("cluster_cache_command_seconds", "Latency of cache commands on Redis", ["cache", "command"],
                     buckets=LATENCY_BUCKETS)
 # Commands whose answer on failure makes the call go on without the cache.
-_FALLBACK: dict[Command, Any] = {Command.DELETE: 0, Command.DELETE_MANY: None, Command.SET_LOCK: False,
+# SET_LOCK answers True: the caller computes (its SET may have reached Redis with the answer
+# lost; were it told False it would wait for a lock that only its own unlock releases).
+_FALLBACK: dict[Command, Any] = {Command.DELETE: 0, Command.DELETE_MANY: None, Command.SET_LOCK: True,
                                  Command.IS_LOCKED: False, Command.GET_MANY: ()}
+_MISS = object()
+LOCK_POLL = 0.01  # a waiter retries the lock this often (cashews' default, 0, spins on Redis)
 
 
 def cache_name(key: str) -> str:
@@ -74,9 +80,7 @@ class ResilientCache:
         self.backend = Cashews()
         self.settings = CacheSettings()
         self.url: str | None = None
-        self.breaker = breaker("cache-redis", BreakerPolicy(failure_rate=0.5, minimum_calls=5, window=5,
-                                                                   open_wait=2, max_open_wait=30,
-                                                                   half_open_calls=1))
+        self.breaker = register(CircuitBreaker("cache-redis", REDIS_POLICY))
         self._warn = EveryInterval(log, 60.0)
         self.backend.add_middleware(self._guard)
 
@@ -123,8 +127,6 @@ class ResilientCache:
         elapsed = time.perf_counter() - started
         self.breaker.done(False, elapsed)
         LATENCY.labels(name, cmd.value).observe(elapsed)
-        if cmd is Command.GET and name != "-":
-            REQUESTS.labels(name, "miss" if result is kwargs.get("default") else "hit").inc()
         return result
 
     def _storable(self, name: str, value: Any) -> bool:
@@ -142,11 +144,13 @@ class ResilientCache:
         return True
 
     def cached(self, name: str, ttl: float, key: str | None = None, tags: Sequence[str] = (),
-               lock: bool = True) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
+               lock: bool = True, lock_ttl: float = 10.0
+               ) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Awaitable[R]]]:
         """Cache an async function's JSON result for ``ttl`` seconds under ``cache:<name>:<key>``.
 
         ``key`` is a template over the arguments (``"{user_id}:{page}"``); by default every
-        argument is in it. ``tags`` are templates too; ``lock`` is the stampede protection.
+        argument is in it. ``tags`` are templates too; ``lock`` is the stampede protection,
+        its Redis lock expiring after ``lock_ttl`` s should its holder die mid-computation.
         """
         if ":" in name or not name:
             raise ValueError(f"cache name {name!r}: non-empty, no ':'")
@@ -154,13 +158,28 @@ class ResilientCache:
 
         def decorate(func: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
             template = get_cache_key_template(func, key=key, prefix=prefix)
-            through_cache = self.backend(ttl=ttl, key=key, prefix=prefix, tags=list(tags), lock=lock)(func)
+            compute = self.backend(ttl=ttl, key=key, prefix=prefix, tags=list(tags))(func)
+            if lock:
+                # What cashews' lock=True does, composed here so that a hit costs one GET (its
+                # lock=True takes the lock on every call, hit or not), the lock is bounded and
+                # polled gently, and its key is the full cache key (cashews' would be the same
+                # for two caches keyed "{n}"). Under the lock, the value is read again first.
+                compute = thunder_protection(key=template)(
+                    locked(self.backend, key=template, ttl=min(ttl, lock_ttl), wait=True,
+                           check_interval=LOCK_POLL)(compute))
+            counters: dict[str, Any] = {}  # made on first use: no metrics file at import
 
             @functools.wraps(func)
             async def call(*args: P.args, **kwargs: P.kwargs) -> R:
                 if not self.ready:
                     return await func(*args, **kwargs)
-                return await through_cache(*args, **kwargs)
+                value = await self.backend.get(get_cache_key(func, template, args, kwargs), default=_MISS)
+                result = "miss" if value is _MISS else "hit"
+                counter = counters.get(result) or counters.setdefault(result, REQUESTS.labels(name, result))
+                counter.inc()
+                if value is _MISS:
+                    return await compute(*args, **kwargs)
+                return value  # type: ignore[no-any-return]
 
             async def invalidate(*args: Any, **kwargs: Any) -> None:
                 """Forget the value cached for these arguments."""

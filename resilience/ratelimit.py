@@ -28,8 +28,8 @@ from limits.aio.strategies import (FixedWindowRateLimiter, MovingWindowRateLimit
 from prometheus_client import Counter
 
 from config.settings import RateLimitSettings
-from resilience.breaker import breaker
-from resilience.breaker_policy import BreakerPolicy
+from resilience.breaker import CircuitBreaker, register
+from resilience.breaker_policy import REDIS_POLICY
 from resilience.log_once import EveryInterval
 
 log = logging.getLogger("resilience.ratelimit")
@@ -83,8 +83,7 @@ class RateLimiter:
             "async+" + url, implementation="redispy", key_prefix="cluster-ratelimit",
             socket_timeout=settings.timeout, socket_connect_timeout=settings.timeout, max_connections=64)
         self.strategy = STRATEGIES[settings.strategy](self.storage)
-        self.breaker = breaker("ratelimit-redis", BreakerPolicy(failure_rate=0.5, minimum_calls=5, window=5,
-                                                                open_wait=2, max_open_wait=30, half_open_calls=1))
+        self.breaker = register(CircuitBreaker("ratelimit-redis", REDIS_POLICY))
         self._warn = EveryInterval(log, 60.0)
 
     async def hit(self, policy: str, items: Sequence[RateLimitItem], key: str, name: str) -> Decision | None:
