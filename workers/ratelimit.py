@@ -40,11 +40,12 @@ class Policy:
     per: Per
     items: tuple[RateLimitItem, ...]
     methods: frozenset[str] = frozenset()
+    pattern: str = ""  # a rule's path glob; empty for a decorated handler
 
 
 def policy_of(rule: RateLimitRule) -> Policy:
     return Policy(f"{rule.per}|{rule.path}|{rule.limit}", rule.per, rule.per, parse_limits(rule.limit),
-                  frozenset(m.upper() for m in rule.methods))
+                  frozenset(m.upper() for m in rule.methods), rule.path)
 
 
 def rate_limit(limit: str, per: Per = "ip") -> Callable[[Any], Any]:
@@ -62,8 +63,7 @@ def rate_limit(limit: str, per: Per = "ip") -> Callable[[Any], Any]:
 def matching(policies: tuple[Policy, ...], method: str, path: str) -> Policy | None:
     """The first rule whose pattern and methods match the request."""
     for policy in policies:
-        pattern = policy.id.split("|", 2)[1]
-        if fnmatch.fnmatchcase(path, pattern) and (not policy.methods or method in policy.methods):
+        if fnmatch.fnmatchcase(path, policy.pattern) and (not policy.methods or method in policy.methods):
             return policy
     return None
 
