@@ -95,10 +95,17 @@ class ResilientCache:
             self.url = None
             return
         timeout = settings.timeout
-        self.backend.setup(url, pickle_type="json", suppress=False, client_side=False,
-                           socket_timeout=timeout, socket_connect_timeout=timeout,
-                           max_connections=settings.pool_size, wait_for_connection_timeout=timeout,
-                           client_name="cluster-cache")
+        try:
+            # The address as a parameter: cashews picks its backend by the URL's scheme and knows
+            # no unix:// (the embedded redis-server's socket); redis-py, underneath, does.
+            self.backend.setup("redis://", address=url, pickle_type="json", suppress=False, client_side=False,
+                               socket_timeout=timeout, socket_connect_timeout=timeout,
+                               max_connections=settings.pool_size, wait_for_connection_timeout=timeout,
+                               client_name="cluster-cache")
+        except Exception:  # a cache that cannot be set up is a cache that is off, never a dead process
+            log.exception("cannot set up the cache on %s: functions run without it", url.split("@")[-1])
+            self.url = None
+            return
         self.url = url
 
     async def close(self) -> None:

@@ -74,13 +74,20 @@ def tightest(policy: str, stats: Sequence[tuple[RateLimitItem, bool, float, int]
                     max(1 if not passed else 0, min(window, math.ceil(reset_time - now))))
 
 
+def storage_uri(url: str) -> str:
+    """Our Redis URL as ``limits`` spells it: ``async+redis://``, or ``async+redis+unix://`` for a socket."""
+    if url.startswith("unix://"):
+        return "async+redis+" + url
+    return "async+" + url
+
+
 class RateLimiter:
     """One per process, on its own Redis connections; see the module docstring."""
 
     def __init__(self, url: str, settings: RateLimitSettings) -> None:
         self.settings = settings
         self.storage = RedisStorage(
-            "async+" + url, implementation="redispy", key_prefix="cluster-ratelimit",
+            storage_uri(url), implementation="redispy", key_prefix="cluster-ratelimit",
             socket_timeout=settings.timeout, socket_connect_timeout=settings.timeout, max_connections=64)
         self.strategy = STRATEGIES[settings.strategy](self.storage)
         self.breaker = register(CircuitBreaker("ratelimit-redis", REDIS_POLICY))

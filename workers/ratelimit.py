@@ -11,6 +11,7 @@ live in Redis (``resilience.ratelimit``), so the limit holds over every worker a
 from __future__ import annotations
 
 import fnmatch
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from resilience.ratelimit import Decision, RateLimiter, RateLimitUnavailable, pa
 from workers.client_ip import client_ip
 from workers.middleware import Handler, json_error
 
+log = logging.getLogger("workers.ratelimit")
 Per = Literal["ip", "api_key", "route"]
 LIMITER = web.AppKey("rate_limiter", RateLimiter)
 RULES = web.AppKey("rate_limit_rules", tuple)
@@ -126,8 +128,14 @@ def install(app: web.Application, settings: Settings, url: str | None) -> None:
         return
 
     async def lifecycle(app: web.Application) -> Any:
-        app[LIMITER] = RateLimiter(url, settings.ratelimit)
+        try:
+            limiter = RateLimiter(url, settings.ratelimit)
+        except Exception:  # no limits rather than no worker
+            log.exception("cannot set up rate limits on %s: requests are not limited", url.split("@")[-1])
+            yield
+            return
+        app[LIMITER] = limiter
         yield
-        await app[LIMITER].close()
+        await limiter.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -57,3 +57,10 @@ def test_only_statements_over_the_threshold_are_logged_and_counted(caplog: pytes
     [record] = caplog.records
     assert (record.host, record.role, record.request_id, record.statement, record.duration_ms) == (
         "h1:5432", "replica", "req-1", "SELECT pg_sleep(%s)", 1500.0)
+
+
+def test_the_embedded_redis_socket_url_is_spelled_for_limits() -> None:
+    from resilience.ratelimit import storage_uri
+
+    assert storage_uri("unix:///run/cluster/redis.sock?db=0") == "async+redis+unix:///run/cluster/redis.sock?db=0"
+    assert storage_uri("redis://127.0.0.1:6379/0") == "async+redis://127.0.0.1:6379/0"
