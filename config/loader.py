@@ -157,6 +157,11 @@ def _read_file(path: Path, problems: list[str]) -> dict[tuple[str, ...], Any]:
 def _env_value(name: str, raw: str, path: tuple[str, ...]) -> Any:
     kind = _kind(LEAVES.get(path))
     if kind == "list":
+        if raw.lstrip().startswith("["):  # a JSON list: the only way to give a list of tables (ratelimit.rules)
+            try:
+                return json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{name}: not a JSON list: {exc}") from None
         return [item.strip() for item in raw.split(",") if item.strip()]
     if kind == "dict":
         try:

@@ -61,6 +61,8 @@ class ServerSettings(Section):
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
         "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
     access_log: bool = False
+    trusted_proxies: list[str] = Field(
+        default_factory=list, description="peers (IPs or CIDR networks) whose X-Forwarded-For/Forwarded is believed")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("bind")
@@ -217,6 +219,12 @@ class DatabaseSettings(Section):
     checkout_timeout: float = Field(5.0, gt=0, description="wait for a pool connection at most this long (s)")
     prepare_threshold: int | None = Field(
         5, ge=0, description="psycopg's prepare_threshold; empty (None) behind PgBouncer's transaction pooling")
+    read_timeout: float = Field(3.0, gt=0, description="a routed read slower than this fails over to another host (s)")
+    checkout_wait: float = Field(0.05, gt=0, description="wait this long for a host's pool before trying another (s)")
+    slow_query_ms: float = Field(1000.0, ge=0, description="log routed statements slower than this (ms)")
+    max_lifetime: float = Field(3600.0, gt=0, description="recycle a connection after this long, jittered (s)")
+    max_idle: float = Field(600.0, gt=0, description="close a pool connection idle this long (s)")
+    ping_after_idle: float = Field(30.0, ge=0, description="ping a connection idle this long before handing it out (s)")
 
     @field_validator("url")
     @classmethod
@@ -312,11 +320,43 @@ class DashboardSettings(Section):
     history_step: float = Field(10.0, gt=0, description="seconds between two history points")
     history_points: int = Field(8640, ge=60, description="history points kept (8640 x 10 s = 24 h)")
     session_ttl: float = Field(12 * 3600.0, gt=0, description="a login session's lifetime (s)")
+
+
 class LoggingSettings(Section):
     format: Literal["auto", "json", "text"] = Field(
         "auto", description="auto: text on a terminal, JSON lines otherwise (journald)")
     file: str | None = Field(
         None, description="append to this file instead of stderr; reopened on SIGUSR1 (logrotate)")
+
+
+class CacheSettings(Section):
+    enabled: bool = True
+    url: str | None = Field(None, description="Redis for the cache; empty: redis.url (the queues' Redis)")
+    timeout: float = Field(0.05, gt=0, description="a cache command slower than this is a miss: the function runs (s)")
+    max_value_bytes: int = Field(512 * 1024, gt=0, description="a larger JSON value is returned but not stored")
+    pool_size: int = Field(32, ge=1, description="the cache's own Redis connections per process")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss", "unix"))
+
+
+class RateLimitRule(Section):
+    path: str = Field(description="a route pattern: glob on the request path, e.g. /api/quotes/*")
+    limit: str = Field(description="the limits library's notation, e.g. '100/minute' or '10/second;1000/hour'")
+    per: Literal["ip", "api_key", "route"] = "ip"
+    methods: list[str] = Field(default_factory=list, description="empty: every method")
+
+
+class RateLimitSettings(Section):
+    enabled: bool = True
+    url: str | None = Field(None, description="Redis for the counters; empty: redis.url")
+    strategy: Literal["sliding-window-counter", "moving-window", "fixed-window"] = "sliding-window-counter"
+    rules: list[RateLimitRule] = Field(default_factory=list)
+    api_key_header: str = "X-API-Key"
+    fail_open: bool = Field(True, description="Redis down: let requests through (false: answer 503)")
+    timeout: float = Field(0.1, gt=0, description="a Redis call slower than this counts as Redis down (s)")
 
 
 class Settings(Section):
@@ -334,6 +374,8 @@ class Settings(Section):
     admin: AdminSettings = Field(default_factory=AdminSettings)
     dashboard: DashboardSettings = Field(default_factory=DashboardSettings)
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
+    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
 
 
 def cross_field_problems(settings: Settings) -> list[tuple[str, str]]:

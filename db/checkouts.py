@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Protocol
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Any, Protocol
 
 import psycopg
 from psycopg import AsyncConnection, AsyncCursor
@@ -13,9 +14,12 @@ from psycopg_pool import TooManyRequests
 
 from config.settings import DatabaseSettings
 from observability.context import read_your_writes_var
-from db.errors import Failure, NoHostAvailable, PrimaryUnavailable, classify, is_read_only_answer
+from db import metrics
+from db.deadline import execute_within
+from db.errors import Failure, NoHostAvailable, PrimaryUnavailable, ReadTimeout, classify, is_read_only_answer
 from db.freshness import parse_lsn
 from db.host_state import HostState
+from db.hygiene import note_duration
 from db.selection import Routing, pick_read_host, replicas_to_verify, token_lsn
 from db.strategies import Strategy
 
@@ -45,13 +49,16 @@ log = logging.getLogger("db")
 class ReadConnection:
     """A checked-out read connection that moves to another host if the first statement fails.
 
-    Until a statement has returned a result, a lost connection, a full pool or a recovery
-    conflict sends the statement to the next host (another fresh replica, then the fallback).
+    Until a statement has returned a result, a lost connection, a full pool, a recovery
+    conflict or no answer within ``database.read_timeout`` sends the statement to the next host
+    (another fresh replica, then the fallback). A host's pool is waited for only
+    ``database.checkout_wait`` while another host is left to try, and a host whose breaker is
+    open (``db.outlier``) is skipped unless every host is.
     After that, errors reach the caller: what it has already read may depend on the host.
     ``connection`` gives the psycopg connection itself, without that protection.
     """
 
-    __slots__ = ("_router", "_must_see", "_tried", "_delivered", "host", "conn")
+    __slots__ = ("_router", "_must_see", "_tried", "_delivered", "_admitted", "host", "conn")
 
     def __init__(self, router: Router) -> None:
         self._router = router
@@ -59,6 +66,7 @@ class ReadConnection:
         self._must_see = None if token is None else token_lsn(token, time.time(), router.settings.sticky_window)
         self._tried: list[str] = []
         self._delivered = False
+        self._admitted: HostState | None = None  # the host whose breaker awaits this checkout's outcome
         self.host: HostState | None = None
         self.conn: AsyncConnection | None = None
 
@@ -73,15 +81,20 @@ class ReadConnection:
         up to one interval old): ask one fresh replica how far it has replayed, on the connection
         the read would use. One extra round trip, and the answer serves later reads too."""
         router = self._router
-        candidates = replicas_to_verify(router.routing, router.replayed, must_see)
+        candidates = [n for n in replicas_to_verify(router.routing, router.replayed, must_see)
+                      if not router.by_name[n].breaker.is_open]
         if not candidates:
             return False
         host = router.by_name[router.strategy.choose(candidates)]
         conn: AsyncConnection | None = None
         try:
-            conn = await host.pool.getconn()
-            cur = await conn.execute("SELECT pg_last_wal_replay_lsn()::text")
+            conn = await host.pool.getconn(timeout=router.settings.checkout_wait)
+            cur = await execute_within(host.pool, conn, router.settings.read_timeout, host.name,
+                                       "SELECT pg_last_wal_replay_lsn()::text")
             row = await cur.fetchone()
+        except ReadTimeout as exc:  # the connection went back to the pool with the abandoned query
+            self._failed(host, exc, Failure.TIMEOUT)
+            return False
         except (psycopg.OperationalError, TooManyRequests) as exc:
             if conn is not None:
                 await host.pool.putconn(conn)
@@ -102,24 +115,59 @@ class ReadConnection:
         if host is None or conn is None:
             return
         self.conn = None
-        if exc is not None and classify(exc, False) is Failure.HOST_DOWN:
+        lost = exc is not None and classify(exc, False) is Failure.HOST_DOWN
+        self._settle(lost)
+        if lost:
             # Lost while the caller used the connection directly; idempotent if execute() saw it first.
             self._router.host_failed(host, exc)
         await host.pool.putconn(conn)
 
+    def _pick(self) -> str | None:
+        """The next host to try: hosts ejected by their breaker only when no other is left."""
+        router = self._router
+        ejected = [h.name for h in router.hosts if h.breaker.is_open]
+        name = pick_read_host(router.routing, router.strategy, router.replayed, self._must_see,
+                              [*self._tried, *ejected] if ejected else self._tried)
+        if name is None and ejected:
+            name = pick_read_host(router.routing, router.strategy, router.replayed, self._must_see, self._tried)
+        return name
+
+    def _others_left(self, name: str, tried: Collection[str]) -> bool:
+        routing = self._router.routing
+        return any(n != name and n not in tried for n in (*routing.fresh_replicas, *routing.fallback))
+
+    def _settle(self, failed: bool | None) -> None:
+        """Report this checkout's outcome to the breaker of the host it ran on (None: neither)."""
+        host, self._admitted = self._admitted, None
+        if host is None:
+            return
+        if failed is None:
+            host.breaker.forgo()
+        else:
+            host.breaker.done(failed, 0.0)
+
     async def _acquire(self, last_error: BaseException | None) -> None:
         router = self._router
         while True:
-            name = pick_read_host(router.routing, router.strategy, router.replayed, self._must_see, self._tried)
+            name = self._pick()
             if name is None:
                 raise NoHostAvailable(
                     f"no database host could serve the read (tried: {', '.join(self._tried) or 'none usable'})"
                 ) from last_error
             host = router.by_name[name]
+            if not host.breaker.allow():  # half-open, its trial read already out
+                self._tried.append(name)
+                continue
+            self._admitted = host
+            wait = router.settings.checkout_wait if self._others_left(name, self._tried) else None
             try:
-                self.conn = await host.pool.getconn()
+                self.conn = await host.pool.getconn(timeout=wait)
             except (psycopg.OperationalError, TooManyRequests) as exc:
-                self._failed(host, exc, Failure.BUSY if isinstance(exc, TooManyRequests) else classify(exc, False))
+                failure = Failure.BUSY if isinstance(exc, TooManyRequests) else classify(exc, False)
+                # A full pool is no verdict on a host, unless its last read failed: then its
+                # connections are likely stuck on a hung server (a pool cannot grow into one either).
+                self._settle(None if failure is Failure.BUSY and not host.breaker.failing else True)
+                self._failed(host, exc, failure)
                 last_error = exc
                 continue
             self.host = host
@@ -133,8 +181,8 @@ class ReadConnection:
                     host.name, failure.value if failure else "error", host.last_error)
         if failure is Failure.HOST_DOWN:
             self._router.host_failed(host, exc)
-        elif failure is Failure.BUSY:
-            self._router.wake.set()  # a pool that cannot connect may hide a dead host: check now
+        elif failure in (Failure.BUSY, Failure.TIMEOUT):
+            self._router.wake.set()  # a pool that cannot connect, or no answer, may hide a dead host: check now
 
     @property
     def connection(self) -> AsyncConnection:
@@ -144,12 +192,26 @@ class ReadConnection:
         return self.conn
 
     async def execute(self, query: Any, params: Any = None, **kwargs: Any) -> AsyncCursor[Any]:
-        """``AsyncConnection.execute``, retried on another host when it fails before any result."""
+        """``AsyncConnection.execute``, retried on another host when it fails before any result
+        (or gives none within ``database.read_timeout``)."""
+        settings = self._router.settings
         while True:
             host, conn = self.host, self.conn
             assert host is not None and conn is not None, "use inside `async with router.read()`"
+            started = time.perf_counter()
             try:
-                cursor = await conn.execute(query, params, **kwargs)
+                cursor = await execute_within(host.pool, conn, settings.read_timeout, host.name, query, params,
+                                              **kwargs)
+            except ReadTimeout as exc:  # the connection went back to its pool with the abandoned query
+                metrics.READ_TIMEOUTS.labels(host.name).inc()
+                self.conn = None
+                self._settle(True)
+                if self._delivered:
+                    host.count_error(exc)
+                    raise
+                self._failed(host, exc, Failure.TIMEOUT)
+                await self._acquire(exc)
+                continue
             except Exception as exc:
                 failure = None if self._delivered else classify(exc, host.role == "replica")
                 if failure is None:
@@ -157,11 +219,13 @@ class ReadConnection:
                         host.count_error(exc)
                         self._router.host_failed(host, exc)
                     raise
+                self._settle(None if failure in (Failure.BUSY, Failure.RECOVERY_CONFLICT) else True)
                 self._failed(host, exc, failure)
                 self.conn = None
                 await host.pool.putconn(conn)
                 await self._acquire(exc)
                 continue
+            note_duration(host.name, host.role, query, time.perf_counter() - started, settings.slow_query_ms)
             self._delivered = True
             return cursor
 

@@ -20,6 +20,10 @@ class NoHostAvailable(RouterError):
     """A read was tried on every usable host and none could serve it."""
 
 
+class ReadTimeout(RouterError):
+    """A read ran past ``database.read_timeout`` after it had started returning results (not retried)."""
+
+
 class RouterClosed(RouterError):
     """The router was used before ``start()`` or after ``close()``."""
 
@@ -30,6 +34,7 @@ class Failure(Enum):
     HOST_DOWN = "host_down"  # the connection broke or could not be made: take the host out at once
     BUSY = "busy"  # no connection free in time: try elsewhere, the host itself may be fine
     RECOVERY_CONFLICT = "recovery_conflict"  # a replica cancelled the query to apply WAL: try elsewhere
+    TIMEOUT = "timeout"  # no answer within database.read_timeout: the host may hang; try elsewhere
 
 
 # SQLSTATEs that mean the server went away: connection exceptions, and the shutdown family.

@@ -10,6 +10,8 @@ from config.settings import DatabaseSettings
 from db import metrics
 from db.freshness import format_lsn
 from db.health_state import HostHealth
+from db.hygiene import IdleCheck
+from db.outlier import host_breaker
 from db.hosts import HostSpec
 from db.probe import Prober
 from db.selection import HostView, ObservedRole
@@ -22,15 +24,18 @@ class HostState:
     def __init__(self, spec: HostSpec, settings: DatabaseSettings) -> None:
         self.spec = spec
         self.name = spec.name
+        idle = IdleCheck(settings.ping_after_idle)
         self.pool: AsyncConnectionPool = AsyncConnectionPool(
             spec.url, min_size=1, max_size=settings.pool_size, open=False, name=spec.name,
             timeout=settings.checkout_timeout, max_waiting=settings.pool_size * 8,
             reconnect_timeout=max(60.0, settings.health_check_interval * 4),
+            max_lifetime=settings.max_lifetime, max_idle=settings.max_idle, check=idle.check,
             kwargs={"autocommit": True, "connect_timeout": max(2, round(settings.connect_timeout)),
                     "application_name": "cluster", "prepare_threshold": settings.prepare_threshold},
         )
         self.prober = Prober(spec.url, settings.connect_timeout)
         self.health = HostHealth()
+        self.breaker = host_breaker(spec.name)  # ejects the host from reads while it keeps failing
         self.role: ObservedRole = spec.role  # as configured until the host says otherwise
         self.lsn: int | None = None
         self.lag_bytes: int | None = None
@@ -96,6 +101,7 @@ class HostState:
             "role": self.role,
             "configured_role": self.spec.role,
             "state": self.state,
+            "breaker": self.breaker.state.name,
             "weight": self.spec.weight,
             "lag_seconds": None if self.lag_seconds is None else round(self.lag_seconds, 3),
             "lag_bytes": self.lag_bytes,

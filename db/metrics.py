@@ -16,3 +16,6 @@ IN_USE = Gauge("cluster_db_connections_in_use", "Pool connections checked out, a
                ["host"], multiprocess_mode="livesum")
 HEALTHY = Gauge("cluster_db_host_healthy", "1 when the host is up (and fresh, for a replica), else 0",
                 ["host"], multiprocess_mode="livemin")
+SLOW_QUERIES = Counter("cluster_db_slow_queries", "Routed statements slower than database.slow_query_ms", ["host"])
+READ_TIMEOUTS = Counter("cluster_db_read_timeouts", "Routed reads cut at database.read_timeout (then failed over)",
+                        ["host"])

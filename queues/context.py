@@ -10,6 +10,7 @@ import redis.asyncio
 
 from config import Settings
 from db import Router
+from resilience.cache import CACHE, ResilientCache
 
 
 @dataclass(slots=True)
@@ -24,6 +25,8 @@ class JobContext:
     redis: redis.asyncio.Redis
     db: Router | None = None
     """The replica router (reads over replicas, writes to the primary); None without ``database.url``."""
+    cache: ResilientCache = CACHE
+    """The process's cache, the object handlers find in ``request.app[CACHE_KEY]``."""
 
     @property
     def last_attempt(self) -> bool:

@@ -17,6 +17,7 @@ from queues.client import QueueClient
 from queues.connection import async_client
 from queues.consumer import Consumer, ConsumerDied
 from db import router_from_settings
+from resilience.cache import CACHE
 
 log = logging.getLogger("queues.pool")
 EXIT_USAGE = 2
@@ -32,6 +33,7 @@ async def serve(settings: Settings, priority: str) -> None:
     db = router_from_settings(settings)
     if db is not None:
         await db.start()
+    CACHE.configure(settings.cache.url or settings.redis.url, settings.cache)
     consumer = Consumer(settings, priority, client, db=db)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -41,6 +43,7 @@ async def serve(settings: Settings, priority: str) -> None:
         await consumer.run()
     finally:
         await client.close()
+        await CACHE.close()
         if db is not None:
             await db.close()
 

@@ -23,8 +23,9 @@ from config import Settings
 from observability.logs import new_request_id
 from workers import endpoints, monitoring, queues_api
 from workers.access_log import JsonAccessLogger
+from workers import db_routes, resilience_api
 from workers.admin_guard import admin_guard
-from workers import db_routes
+from workers.ratelimit import rate_limit_middleware
 from workers.middleware import BODY_TIMEOUT, REQUEST_ID_HEADER, Handler, json_error, request_middleware
 from workers.state import WORKER_STATE
 
@@ -209,9 +210,12 @@ async def build_app(settings: Settings) -> web.Application:
         app._client_max_size = settings.server.max_body_size
     else:
         app = web.Application(client_max_size=settings.server.max_body_size)
+    # Ours first, in this order: ids and metrics, the supervisor's probe (never limited nor guarded),
+    # rate limits (before the admin check, so guessing tokens is limited too), the admin guard.
     app.middlewares.insert(0, request_middleware)
     app.middlewares.insert(1, probe_middleware)
-    app.middlewares.insert(2, admin_guard)
+    app.middlewares.insert(2, rate_limit_middleware)
+    app.middlewares.insert(3, admin_guard)
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     app[BODY_TIMEOUT] = settings.server.body_timeout
@@ -226,6 +230,7 @@ async def build_app(settings: Settings) -> web.Application:
     app[SHADOWED] = await shadowed_builtins(app, first)
     for route in app[SHADOWED]:
         log.debug("built-in %s is shadowed by the app's own route", route)
+    resilience_api.install(app, settings)
     return app
 
 

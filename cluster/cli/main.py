@@ -45,6 +45,7 @@ def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
     "jobs": ("cluster.cli.jobs", "jobs_group", "One job by id."),
     "workers": ("cluster.cli.jobs", "workers_group", "HTTP workers: recycle one."),
     "systemd": ("cluster.cli.systemd", "systemd_group", "systemd units for this install: print or install them."),
+    "cache": ("cluster.cli.cache", "cache_group", "The Redis cache: status, clear by tag or pattern."),
 })
 def main() -> None:
     """cluster: a supervised gunicorn + aiohttp runtime with priority job queues."""
