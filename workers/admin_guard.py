@@ -53,7 +53,7 @@ def write_refusal(method: str, headers: Mapping[str, str]) -> tuple[int, str] | 
     return None
 
 
-def _trimmed_health(response: web.StreamResponse) -> web.StreamResponse:
+def trimmed_health(response: web.StreamResponse) -> web.StreamResponse:
     """/health as a non-admin sees it: the overall status, nothing about hosts or errors."""
     if not isinstance(response, web.Response) or response.body is None:
         return response
@@ -79,7 +79,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     refusal = admin_refusal(request.remote, request.headers, request.app[SETTINGS_KEY].admin.token)
     if path == HEALTH_PATH:
         response = await handler(request)
-        return response if refusal is None else _trimmed_health(response)
+        return response if refusal is None else trimmed_health(response)
     refusal = refusal or write_refusal(request.method, request.headers)
     if refusal is not None:
         return _refused(*refusal)

@@ -24,7 +24,8 @@ from observability.logs import new_request_id
 from workers import endpoints, monitoring, queues_api
 from workers.access_log import JsonAccessLogger
 from workers import db_routes, resilience_api
-from workers.admin_guard import admin_guard
+from workers.admin_auth import admin_refusal
+from workers.admin_guard import admin_guard, trimmed_health
 from workers.ratelimit import rate_limit_middleware
 from workers.middleware import BODY_TIMEOUT, REQUEST_ID_HEADER, Handler, json_error, request_middleware
 from workers.state import WORKER_STATE
@@ -127,9 +128,14 @@ async def shadowed_builtins(app: web.Application, first: int) -> list[str]:
 
 @web.middleware
 async def probe_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The supervisor's probe, answered whatever route of the user's app matched the path."""
+    """The supervisor's probe, answered whatever route of the user's app matched the path.
+
+    The full document (hosts and all) only for an admin client, as on /health: the supervisor probes from loopback.
+    """
     if request.path == endpoints.PROBE_PATH and request.method in ("GET", "HEAD"):
-        return await endpoints.health(request)
+        response = await endpoints.health(request)
+        refusal = admin_refusal(request.remote, request.headers, request.app[endpoints.SETTINGS_KEY].admin.token)
+        return response if refusal is None else trimmed_health(response)
     return await handler(request)
 
 

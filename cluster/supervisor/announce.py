@@ -107,6 +107,8 @@ class SystemdAnnouncer:
         pids = _arbiter_children(sup.http_child.pid)
         if len(pids) < sup.worker_target or pids & set(old_pids):
             return False
+        if len(sup.http_workers.last) < sup.worker_target:  # what `cluster status` shows has caught up too
+            return False
         up, total = _children_up(sup)
         if up < total:
             return False

@@ -111,12 +111,17 @@ def bind_problems(settings: Settings) -> list[str]:
     return problems
 
 
-def state_dir_problems(state_dir: Path) -> list[str]:
-    """The state dir can be created and written, and its control socket path fits AF_UNIX."""
+def socket_path_problems(state_dir: Path) -> list[str]:
+    """The control socket path fits AF_UNIX (a setting that can never work: a config error)."""
     control = state_dir / CONTROL_SOCKET
     if len(os.fsencode(str(control))) > MAX_UNIX_PATH:
         return [f"server.state_dir {str(state_dir)!r}: its control socket path is {len(str(control))} bytes, "
                 f"longer than the {MAX_UNIX_PATH} a unix socket allows; use a shorter path"]
+    return []
+
+
+def state_dir_problems(state_dir: Path) -> list[str]:
+    """The state dir can be created and written."""
     try:
         state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.NamedTemporaryFile(dir=state_dir, prefix=".preflight-"):
@@ -153,11 +158,12 @@ def app_check(settings: Settings, timeout: float) -> tuple[list[str], list[str]]
 
 def run(settings: Settings) -> Report:
     """Every check; nothing is left running and nothing but the state dir is created."""
-    report = Report(config=round_trip_problems(settings))
+    state_dir = Path(settings.server.state_dir).resolve()
+    report = Report(config=round_trip_problems(settings) + socket_path_problems(state_dir))
     if report.config:
         return report
     report.runtime += bind_problems(settings)
-    report.runtime += state_dir_problems(Path(settings.server.state_dir).resolve())
+    report.runtime += state_dir_problems(state_dir)
     problems, report.warnings = app_check(settings, max(settings.server.boot_grace, 10.0))
     report.runtime += problems
     return report

@@ -66,7 +66,7 @@ BAD_STARTS: dict[str, tuple[list[str], dict[str, str], Any, int, str]] = {
     "inf in a float setting": ([], {"CLUSTER_HEALTH_INTERVAL": "inf"}, None, 2, "health.interval"),
     "metrics.bind=garbage": ([], {"CLUSTER_METRICS_BIND": "garbage"}, None, 1, "metrics.bind 'garbage'"),
     "unusable state dir": ([], {}, file_in_the_way, 1, "is not usable"),
-    "state dir path too long": ([], {}, long_state_dir, 1, "unix socket allows"),
+    "state dir path too long": ([], {}, long_state_dir, 2, "unix socket allows"),
 }
 
 

@@ -99,6 +99,8 @@ def test_supervisor_killed_with_jobs_in_flight_every_job_runs_once(
     again.log_path = tmp_path / "second-start.log"
     try:
         again.start()
+        # The embedded Redis has a fresh password each start: read its URL again.
+        url = json.loads((cluster.state_dir / "settings.json").read_text())["redis"]["url"]
         r = redis.Redis.from_url(url, decode_responses=True)
         wait_for(lambda: all(r.hget(QueueKeys("medium").job(i), "state") == "done" for i in ids), 60, 0.2,
                  "every job to be done")

@@ -101,7 +101,8 @@ def test_state_dir_checks(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("")
     assert "not usable" in preflight.state_dir_problems(blocker / "state")[0]
-    assert "unix socket allows" in preflight.state_dir_problems(tmp_path / ("d" * 120))[0]
+    assert "unix socket allows" in preflight.socket_path_problems(tmp_path / ("d" * 120))[0]
+    assert preflight.socket_path_problems(tmp_path / "ok") == []
 
 
 def test_the_settings_round_trip() -> None:
