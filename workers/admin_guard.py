@@ -86,14 +86,17 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-def admin_only(token: Callable[[], str | None]) -> Middleware:
-    """A middleware for a listener whose every route is an admin surface (the supervisor's /metrics).
+def admin_only(token: Callable[[], str | None], exempt: tuple[str, ...] = ()) -> Middleware:
+    """A middleware for a listener whose routes are admin surfaces (the supervisor's /metrics).
 
-    ``token`` is read on each request, so a reload that changes it takes effect.
+    ``token`` is read on each request, so a reload that changes it takes effect. Paths under an
+    ``exempt`` prefix are surfaces with an auth of their own (the dashboard: login, sessions, CSRF).
     """
 
     @web.middleware
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if exempt and request.path.startswith(exempt):
+            return await handler(request)
         refusal = admin_refusal(request.remote, request.headers, token())
         if refusal is not None:
             return _refused(*refusal)

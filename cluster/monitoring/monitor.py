@@ -137,7 +137,8 @@ class Monitor:
         bind = self.host.settings.metrics.bind
         if not bind:
             return
-        app = web.Application(middlewares=[admin_only(lambda: self.host.settings.admin.token)])
+        # The dashboard's pages guard themselves (login form, sessions, CSRF, the same admin check).
+        app = web.Application(middlewares=[admin_only(lambda: self.host.settings.admin.token, exempt=("/dashboard",))])
         app.router.add_get("/metrics", self.handle_metrics)
         for add_routes in self.listener_routes:  # the dashboard serves its pages here
             add_routes(app)
