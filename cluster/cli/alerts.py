@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import sys
@@ -13,8 +12,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from config import ConfigError, load
-from workers import control_client
+from cluster.cli.common import control
 
 DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
 UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -29,19 +27,6 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(n + u for n, u in parts) != text:
         raise click.BadParameter(f"{text!r} is not a duration like 90s, 30m, 1h or 2h30m")
     return sum(float(n) * UNIT_SECONDS[u] for n, u in parts)
-
-
-def _call(state_dir: str | None, config_file: str | None, method: str, path: str,
-          payload: dict[str, Any] | None = None) -> Any:
-    try:
-        directory = state_dir or load(config_file=config_file).settings.server.state_dir
-        return asyncio.run(control_client.call(directory, method, path, payload))
-    except ConfigError as exc:
-        click.echo(f"config error: {exc}", err=True)
-        sys.exit(2)
-    except control_client.ControlError as exc:
-        click.echo(f"error: {exc}", err=True)
-        sys.exit(1)
 
 
 def _when(timestamp: float | None) -> str:
@@ -63,7 +48,7 @@ def alerts_group() -> None:
 @config_option
 def list_alerts(as_json: bool, state_dir: str | None, config_file: str | None) -> None:
     """Active alerts (with their escalation) and silences."""
-    body = _call(state_dir, config_file, "GET", "/monitoring/alerts")
+    body = control(state_dir, config_file, "GET", "/monitoring/alerts")
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -99,7 +84,7 @@ def _print_silences(console: Console, silences: list[dict[str, Any]]) -> None:
 @config_option
 def ack(alert_id: str, state_dir: str | None, config_file: str | None) -> None:
     """Acknowledge ALERT_ID: no more repeats, its escalation stops."""
-    alert = _call(state_dir, config_file, "POST", f"/monitoring/alerts/{alert_id}/ack", {"by": "cli"})
+    alert = control(state_dir, config_file, "POST", f"/monitoring/alerts/{alert_id}/ack", {"by": "cli"})
     click.echo(f"acknowledged {alert['id']} ({alert['metric']} {alert['severity']})")
 
 
@@ -115,7 +100,7 @@ def silence(metric: str, duration: str, severity: str | None, comment: str, stat
     """Withhold METRIC's notifications for a while (they still show in `cluster alerts list`)."""
     payload = {"metric": metric, "severity": severity, "duration": parse_duration(duration), "comment": comment,
                "by": "cli"}
-    created = _call(state_dir, config_file, "POST", "/monitoring/silences", payload)
+    created = control(state_dir, config_file, "POST", "/monitoring/silences", payload)
     click.echo(f"silence {created['id']}: {metric} until {_when(created['ends'])}")
 
 
@@ -124,7 +109,7 @@ def silence(metric: str, duration: str, severity: str | None, comment: str, stat
 @config_option
 def silences(state_dir: str | None, config_file: str | None) -> None:
     """The silences in force."""
-    _print_silences(Console(), _call(state_dir, config_file, "GET", "/monitoring/silences")["silences"])
+    _print_silences(Console(), control(state_dir, config_file, "GET", "/monitoring/silences")["silences"])
 
 
 @alerts_group.command("unsilence")
@@ -133,5 +118,5 @@ def silences(state_dir: str | None, config_file: str | None) -> None:
 @config_option
 def unsilence(silence_id: str, state_dir: str | None, config_file: str | None) -> None:
     """Remove a silence before it expires."""
-    removed = _call(state_dir, config_file, "DELETE", f"/monitoring/silences/{silence_id}")
+    removed = control(state_dir, config_file, "DELETE", f"/monitoring/silences/{silence_id}")
     click.echo(f"removed silence {removed['id']} ({removed['metric']})")

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from cluster.cli.queues import _fail, _settings
+from cluster.cli.common import fail, running_settings
 
 T = TypeVar("T")
 CLI_TIMEOUT = 5.0  # an operator waits longer than a request does
@@ -18,17 +18,17 @@ CLI_TIMEOUT = 5.0  # an operator waits longer than a request does
 def _with_cache(state_dir: str | None, config_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
     from resilience.cache import ResilientCache
 
-    settings = _settings(state_dir, config_file)
+    settings = running_settings(state_dir, config_file)
     url = settings.cache.url or settings.redis.url
     if not url:
-        _fail("the cache is off: no cache.url or redis.url (REDIS_URL), and no running cluster's embedded Redis")
+        fail("the cache is off: no cache.url or redis.url (REDIS_URL), and no running cluster's embedded Redis")
 
     async def main() -> T:
         cache = ResilientCache()
         cache.configure(url, settings.cache.model_copy(update={"timeout": CLI_TIMEOUT, "enabled": True}))
         try:
             if not await cache.backend.ping():
-                _fail(f"the cache's Redis does not answer ({url.split('@')[-1]})")
+                fail(f"the cache's Redis does not answer ({url.split('@')[-1]})")
             return await action(cache)
         finally:
             await cache.close()
@@ -68,7 +68,7 @@ def status(as_json: bool, state_dir: str | None, config_file: str | None) -> Non
 def clear(tag: str | None, pattern: str | None, state_dir: str | None, config_file: str | None) -> None:
     """Delete cache keys: by tag, by pattern, or every cache key (never other Redis keys)."""
     if tag and pattern:
-        _fail("give --tag or --pattern, not both", 2)
+        fail("give --tag or --pattern, not both", 2)
 
     async def action(cache: Any) -> str:
         if tag:

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
-from config import ConfigError, LoadedConfig, load
+from config import ConfigError, LoadedConfig, Settings, load
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -59,3 +60,13 @@ def control(state_dir: str | None, config_file: str | None, method: str, path: s
             payload: dict[str, Any] | None = None) -> Any:
     """``call`` on the supervisor of ``--state-dir`` (else the configuration's state dir)."""
     return call(state_dir_of(state_dir, config_file), method, path, payload)
+
+
+def running_settings(state_dir: str | None, config_file: str | None) -> Settings:
+    """The running cluster's effective settings (its settings.json carries an embedded Redis URL),
+    else the configuration's."""
+    loaded = load_or_exit(config_file)
+    effective = Path(state_dir or loaded.settings.server.state_dir) / "settings.json"
+    if effective.exists():
+        return Settings.model_validate_json(effective.read_text())
+    return loaded.settings

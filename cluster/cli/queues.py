@@ -13,20 +13,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cluster.cli.common import EXIT_CONFIG, config_option, control, fail, load_or_exit, state_dir_option
+from cluster.cli.common import EXIT_CONFIG, config_option, control, fail, running_settings, state_dir_option
 from config import PRIORITIES, Settings
 
 T = TypeVar("T")
-
-
-def _settings(state_dir: str | None, config_file: str | None) -> Settings:
-    """The running cluster's effective settings (its settings.json carries an embedded Redis URL),
-    else the configuration's."""
-    loaded = load_or_exit(config_file)
-    effective = Path(state_dir or loaded.settings.server.state_dir) / "settings.json"
-    if effective.exists():
-        return Settings.model_validate_json(effective.read_text())
-    return loaded.settings
 
 
 def _run(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
@@ -61,7 +51,7 @@ def queues_group() -> None:
 @config_option
 def status(as_json: bool, state_dir: str | None, config_file: str | None) -> None:
     """Per queue: depth, in flight, delayed, counters, oldest job age, consumers."""
-    body = _run(_settings(state_dir, config_file), lambda c: c.status())
+    body = _run(running_settings(state_dir, config_file), lambda c: c.status())
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -95,7 +85,7 @@ def enqueue(name: str, priority: str | None, args_json: str, kwargs_json: str, d
         fail(f"--args/--kwargs must be JSON: {exc}", EXIT_CONFIG)
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         fail("--args must be a JSON list and --kwargs a JSON object", EXIT_CONFIG)
-    settings = _settings(state_dir, config_file)
+    settings = running_settings(state_dir, config_file)
     module = jobs_module or settings.queues.jobs_module
     if not module:
         fail("no jobs module: pass --jobs MODULE or set queues.jobs_module", EXIT_CONFIG)
@@ -148,7 +138,7 @@ def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all
         result = control(state_dir, config_file, "POST", "/actions/dead-retry-all", {"name": name, "queue": queue})
         click.echo(f"retried {result['retried']}")
         return
-    settings = _settings(state_dir, config_file)
+    settings = running_settings(state_dir, config_file)
     if requeue_id or requeue_all:
         moved = _run(settings, lambda c: c.requeue_dead(requeue_id))
         if requeue_id and not moved:
@@ -181,7 +171,7 @@ def delayed(queue: str | None, purge: bool, limit: int, as_json: bool, state_dir
     """List the delayed jobs, soonest due first, or purge them."""
     from queues.delayed import delayed_jobs, purge_delayed
 
-    settings = _settings(state_dir, config_file)
+    settings = running_settings(state_dir, config_file)
     if purge:
         purged = _run(settings, lambda c: purge_delayed(c.redis, queue))
         click.echo(json.dumps({"purged": purged}) if as_json else

@@ -165,9 +165,9 @@ def next_commands(install: Install, dest: str, socket: bool) -> list[str]:
 
 
 def _install(name: str, venv: str | None, config_file: str, user: str) -> Install:
-    from cluster.cli.main import _load_or_exit  # the CLI's config errors, exit 2
+    from cluster.cli.common import load_or_exit  # the CLI's config errors, exit 2
 
-    settings = _load_or_exit(config_file if Path(config_file).exists() else None).settings
+    settings = load_or_exit(config_file if Path(config_file).exists() else None).settings
     return Install(name=name, venv=str(Path(venv or sys.prefix).absolute()), config=config_file,
                    user=user, settings=settings)
 

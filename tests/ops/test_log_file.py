@@ -36,7 +36,8 @@ def test_every_process_reopens_the_log_file_on_sigusr1(tmp_path: Path) -> None:
     log_file = tmp_path / "cluster.log"
     env = {"QUEUE_HIGH_WORKERS": "1", "QUEUE_MEDIUM_WORKERS": "0", "QUEUE_LOW_WORKERS": "0",
            "QUEUE_BACKGROUND_WORKERS": "0"}
-    c = ClusterProcess(tmp_path / "state", ["--log-file", str(log_file)], env=env, workers=2, queues=True)
+    c = ClusterProcess(tmp_path / "state", ["--log-file", str(log_file), "--jobs", "tests.queues.jobs"], env=env,
+                       workers=2, queues=True)
     try:
         c.start()
         status = c.status()
