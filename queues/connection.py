@@ -19,6 +19,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from config.masking import mask_url
+
 
 UNAVAILABLE_ERRORS = (RedisConnectionError, RedisTimeoutError, OSError)
 SENTINEL_SCHEME = "redis+sentinel"

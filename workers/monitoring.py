@@ -112,7 +112,7 @@ async def ack_link(request: web.Request) -> web.Response:
     try:
         await control_client.call(state_dir, "POST", f"/monitoring/alerts/{alert_id}/ack-link", {"signature": sig})
     except control_client.ControlError as exc:
-        status = _control_status(exc)
+        status = exc.status or 503
         return _page(status, "Not acknowledged", _LINK_REFUSALS.get(status, "The cluster did not answer."))
     return _page(200, "Acknowledged", f"Alert {alert_id} is acknowledged: no more repeats or escalation.")
 

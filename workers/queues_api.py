@@ -16,7 +16,7 @@ from aiohttp import web
 from config import PRIORITIES, Settings
 from config.masking import mask_url
 from queues import api as queue_api
-from queues import metrics, registry
+from queues import registry
 from queues.client import EnqueueUnknown, QueueClient, QueueFull
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
 from queues.envelope import new_job_id

@@ -19,7 +19,7 @@ import redis.asyncio
 
 from cluster.dashboard import queue_ops
 from cluster.dashboard.history import History
-from queues.connection import UNAVAILABLE_ERRORS, async_client
+from queues.connection import async_client
 
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor

@@ -117,7 +117,8 @@ def test_every_admin_route_refuses_strangers_and_proxies_and_serves_the_token(
         print(" | ".join(str(x) for x in row))
 
     for path in PUBLIC:
-        assert request(remote + path)[0] in (200, 503), path
+        # Open to a stranger: answered on its merits (an unsigned ack link is a 400), never refused as admin.
+        assert request(remote + path)[0] not in (401, 403), path
     trimmed = json.loads(request(remote + "/health")[2])
     assert set(trimmed) == {"status"}
     assert "checks" in json.loads(request(local + "/health")[2])
@@ -175,7 +176,7 @@ def test_a_state_dir_too_long_for_a_unix_socket_is_refused_not_put_on_tcp(tmp_pa
     deep = tmp_path / ("d" * (110 - len(str(tmp_path))))
     result = start_fails(deep)
     assert result.returncode == 2
-    assert "too long for a unix socket" in result.stderr
+    assert "a unix socket allows" in result.stderr
 
 
 def test_symlinks_planted_in_the_state_dir_are_replaced_never_followed(
