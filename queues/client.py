@@ -15,7 +15,6 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 
 from config import PRIORITIES, Settings
 from config.masking import mask_url
-from config.masking import mask_url
 from observability.context import read_your_writes_var, request_id_var
 from queues import job_limits, metrics, registry
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, RedisFull, async_client, sync_client
