@@ -125,16 +125,25 @@ class SystemdAnnouncer:
                            health, alerts)
 
     async def _until_serving(self, old_pids: Iterable[int] = (), extend: bool = False) -> None:
+        """Until every group serves; with ``extend``, EXTEND_TIMEOUT_USEC on a timer meanwhile (a /readyz probe
+        can wait on a booting worker for as long as the boot takes, so the timer must not depend on it)."""
         old = set(old_pids)
-        started = time.monotonic()
-        extend_until = started + self.supervisor.settings.server.boot_grace * EXTEND_LIMIT
-        next_extend = started + EXTEND_EVERY
-        while not await self.serving(old):
-            now = time.monotonic()
-            if extend and next_extend <= now < extend_until:
-                self.notifier.extend_timeout(EXTEND_BY)
-                next_extend = now + EXTEND_EVERY
-            await asyncio.sleep(POLL)
+        extender = asyncio.create_task(self._extend_while_booting(), name="sd-extend") if extend else None
+        try:
+            while not await self.serving(old):
+                await asyncio.sleep(POLL)
+        finally:
+            if extender is not None:
+                extender.cancel()
+
+    async def _extend_while_booting(self) -> None:
+        """EXTEND_TIMEOUT_USEC every EXTEND_EVERY, for at most boot_grace x EXTEND_LIMIT."""
+        deadline = time.monotonic() + self.supervisor.settings.server.boot_grace * EXTEND_LIMIT
+        while True:
+            await asyncio.sleep(EXTEND_EVERY)
+            if time.monotonic() >= deadline:
+                return
+            self.notifier.extend_timeout(EXTEND_BY)
 
     async def run(self) -> None:
         """READY=1 once serving, then STATUS= and WATCHDOG=1 until cancelled."""
