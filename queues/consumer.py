@@ -149,6 +149,7 @@ class Consumer:
         self._duration = metrics.DURATION.labels(priority)
         self.watchdog = LoopWatchdog(self._on_loop_blocked, metrics.LOOP_LAG.labels(priority))
         self._pause_seen = (0.0, False)
+        self._held: list[tuple[str, dict[str, str]]] = []
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -259,9 +260,18 @@ class Consumer:
                 if await self._paused():
                     await asyncio.sleep(PAUSE_CHECK_EVERY)
                     continue
+                if self._held:  # resumed: what a read brought in while the queue was paused starts now
+                    held, self._held = self._held, []
+                    for entry_id, fields in held:
+                        self._accept(entry_id, fields)
+                    continue
                 reply = await self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"},
                                                     count=free, block=BLOCK_MS)
                 failures = 0
+                if reply and await self._paused(fresh=True):
+                    # Paused while the read was blocked: keep the entries (pending, ours) until resumed.
+                    self._held.extend(entry for _stream, entries in reply for entry in entries)
+                    continue
             except UNAVAILABLE_ERRORS as exc:
                 failures += 1
                 await self._pause_after(failures, "read", exc)
@@ -275,14 +285,15 @@ class Consumer:
                 for entry_id, fields in entries:
                     self._accept(entry_id, fields)
 
-    async def _paused(self) -> bool:
-        """Whether an operator paused this queue (`cluster queues pause`); read at most every half second.
+    async def _paused(self, fresh: bool = False) -> bool:
+        """Whether an operator paused this queue (`cluster queues pause`); read at most every half second
+        unless ``fresh``.
 
         A paused queue takes no new entries; the jobs in hand finish and delayed jobs still come due.
         """
         checked_at, paused = self._pause_seen
         now = time.monotonic()
-        if now - checked_at >= PAUSE_CHECK_EVERY:
+        if fresh or now - checked_at >= PAUSE_CHECK_EVERY:
             paused = bool(await self.redis.exists(self.keys.paused))
             self._pause_seen = (now, paused)
         return paused
