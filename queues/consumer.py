@@ -149,7 +149,9 @@ class Consumer:
         self._duration = metrics.DURATION.labels(priority)
         self.watchdog = LoopWatchdog(self._on_loop_blocked, metrics.LOOP_LAG.labels(priority))
         self._pause_seen = (0.0, False)
-        self._held: list[tuple[str, dict[str, str]]] = []
+        # Entries a blocked read delivered after an operator paused the queue: pending on this
+        # consumer, in hand like running jobs (lease renewed, never reaped), started on resume.
+        self._held: dict[str, dict[str, str]] = {}
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -174,6 +176,7 @@ class Consumer:
         # The loops notice the stop themselves (a read blocks at most BLOCK_MS): cancelling
         # a task in the middle of a redis-py call can lose the cancellation.
         await asyncio.gather(reader, upkeep, return_exceptions=True)
+        self._give_back_held()
         if self.running:
             await asyncio.gather(*(r.task for r in self.running.values() if r.task), return_exceptions=True)
         self._flush_needed.set()
@@ -191,6 +194,12 @@ class Consumer:
         log.info("consumer stopped", extra={"queue": self.priority, "consumer": self.name})
         if self.died:
             raise ConsumerDied(self.died)
+
+    def _give_back_held(self) -> None:
+        """At a stop, put the entries held for a paused queue back on it: they never ran, so no crash counts."""
+        held, self._held = self._held, {}
+        for entry_id, fields in held.items():
+            self._take_back(entry_id, fields, "its consumer stopped while the queue was paused", penalty=False)
 
     def _notice_death(self, tasks: list[asyncio.Task[None]]) -> None:
         """A loop that ended before the stop died: say so loudly and stop, so the process is replaced."""
@@ -261,8 +270,8 @@ class Consumer:
                     await asyncio.sleep(PAUSE_CHECK_EVERY)
                     continue
                 if self._held:  # resumed: what a read brought in while the queue was paused starts now
-                    held, self._held = self._held, []
-                    for entry_id, fields in held:
+                    held, self._held = self._held, {}
+                    for entry_id, fields in held.items():
                         self._accept(entry_id, fields)
                     continue
                 reply = await self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"},
@@ -270,7 +279,7 @@ class Consumer:
                 failures = 0
                 if reply and await self._paused(fresh=True):
                     # Paused while the read was blocked: keep the entries (pending, ours) until resumed.
-                    self._held.extend(entry for _stream, entries in reply for entry in entries)
+                    self._held.update(entry for _stream, entries in reply for entry in entries)
                     continue
             except UNAVAILABLE_ERRORS as exc:
                 failures += 1
@@ -655,9 +664,11 @@ class Consumer:
 
     async def _renew_leases(self) -> None:
         """Reset the idle time of the jobs in hand whose own lease is longer than the queue's
-        (sent here with a longer timeout than this queue's jobs), so the reaper leaves them alone."""
+        (sent here with a longer timeout than this queue's jobs), and of the held entries of a
+        paused queue, so the reaper leaves them alone."""
         ids = [entry_id for entry_id, job in self.running.items()
                if lease_seconds(job.timeout, (), self.kill_grace) > self.lease]
+        ids.extend(self._held)
         if ids:
             await self.redis.xclaim(self.keys.stream, GROUP, self.name, 0, ids, justid=True)
 
@@ -725,7 +736,7 @@ class Consumer:
                                                 min_idle_time=int(self.lease * 1000), start_id=start, count=100)
             start, claimed = reply[0], reply[1]
             for entry_id, fields in claimed:
-                if entry_id in self.running:
+                if entry_id in self.running or entry_id in self._held:
                     continue
                 self._take_back(entry_id, fields, f"no consumer acknowledged it for {self.lease:g} s", penalty=True)
                 reclaimed += 1
