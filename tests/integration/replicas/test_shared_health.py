@@ -48,7 +48,7 @@ def state_of(status: dict, host: str) -> str:
 def test_the_supervisor_alone_probes_and_every_process_follows_its_view(
         pg_cluster: PgCluster, cluster_factory: Callable[..., ClusterProcess]) -> None:
     env = {**db_env(pg_cluster), "REPLICA_HEALTH_CHECK_INTERVAL": "500"}
-    cluster = cluster_factory(env=env, workers=WORKERS, queues=True)
+    cluster = cluster_factory("--jobs", "tests.integration.replicas.db_jobs", env=env, workers=WORKERS, queues=True)
     # Every worker and pool process has opened its pool (one connection per host at least).
     wait_for(lambda: connections(pg_cluster, "primary").get(POOL, 0) >= WORKERS + POOL_PROCESSES, 120, 0.5,
              "every worker and pool process to open its pool on the primary")
