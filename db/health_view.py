@@ -4,8 +4,9 @@ Without it each process using the router (every HTTP worker, every queue pool
 process) kept its own health connection to every host: one per process per
 host, next to its pool. Under `cluster start` the supervisor probes each host
 once per round (``cluster.supervisor.db_health``) and replaces
-``<state_dir>/db-health.json``; the routers read it on their interval and apply
-each new round through ``Router.apply_round`` as if they had probed.
+``<state_dir>/db-health.json``; the routers look at it every second at most (a
+stat; the file is read again only when it was replaced) and apply each new
+round through ``Router.apply_round`` as if they had probed.
 
 The file is read with bounds (size, schema, age): a file too big, malformed,
 for other hosts, from the future or older than ``stale_after`` is not used,

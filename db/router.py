@@ -42,6 +42,7 @@ from db.transitions import LagLimits, next_delay, primary_position, transition
 log = logging.getLogger("db")
 health_log = logging.getLogger("db.health")
 PRIMARY_SAMPLES = 256
+VIEW_POLL = 1.0  # seconds between looks at the supervisor's view (re-read only when replaced)
 
 
 class Router:
@@ -165,8 +166,11 @@ class Router:
         # wake event fires can be swallowed by the wait.
         while self._open:
             any_down = any(not h.health.up for h in self.hosts)
+            delay = next_delay(interval, any_down, random.random())
+            if self.view is not None and self._own_probes is None:
+                delay = min(delay, VIEW_POLL)  # a stat a second: each published round applied within a second
             try:
-                async with asyncio.timeout(next_delay(interval, any_down, random.random())):
+                async with asyncio.timeout(delay):
                     await self.wake.wait()
             except TimeoutError:
                 pass
