@@ -191,3 +191,19 @@ def test_a_failed_request_takes_a_host_out_at_once_even_when_following_the_view(
         assert router.routing.fresh_replicas == ("a", "b") and probes(router) == 0
 
     asyncio.run(scenario())
+
+
+def test_only_a_router_given_the_supervisors_view_follows_one() -> None:
+    from config import Settings
+    from db.router import router_from_settings
+
+    database = {"url": "postgresql://p/db", "replicas": [{"url": "postgresql://a/db"}],
+                "health_check_interval": 5.0, "connect_timeout": 1.0}
+    alone = router_from_settings(Settings.model_validate({"database": database}))
+    assert alone is not None and alone.view is None
+    assert alone.status(pools=False)["health_source"] == "own probes"
+    view = {**database, "health_view": "/run/x/db-health.json"}
+    led = router_from_settings(Settings.model_validate({"database": view}))
+    assert led is not None and led.view is not None
+    assert led.view.path == Path("/run/x/db-health.json") and led.view.names == ["p:5432", "a:5432"]
+    assert led.view.max_age == 16.0
