@@ -56,7 +56,7 @@ def nginx_main(prefix: Path, site: Path) -> str:
 @pytest.fixture
 def nginx_in_front(tmp_path: Path) -> Iterator[tuple[ClusterProcess, int]]:
     redis_server = RedisServer(tmp_path / "redis").start()
-    rules = [{"path": "/ping", "limit": f"{LIMIT}/minute", "per": "ip"}]
+    rules = [{"path": "/ping", "limit": f"{LIMIT}/hour", "per": "ip"}]
     env = {"REDIS_URL": redis_server.url, "CLUSTER_SERVER_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
            "CLUSTER_RATELIMIT_RULES": json.dumps(rules)}
     cluster = ClusterProcess(tmp_path / "state", env=env, workers=2)
@@ -108,10 +108,12 @@ def test_nginx_from_the_shipped_file_serves_and_passes_the_real_client_address(
     cluster, port = nginx_in_front
     answers = {client: [_get(port, client, "/ping") for _ in range(3)] for client in ("127.0.0.2", "127.0.0.3")}
     assert all(status == 200 for replies in answers.values() for status, _ in replies), answers
-    # Each client counts against its own budget: nginx's own address (the peer) is not the key.
-    for replies in answers.values():
-        assert [remaining(headers) for _, headers in replies] == [LIMIT - 1, LIMIT - 2, LIMIT - 3], replies
+    # Each client counts against its own budget: with nginx's address (the peer) as the key, the
+    # second client's first request would find 3 fewer left. (The margin of 1 allows for the
+    # sliding window's weighting should the test straddle a window's end.)
+    firsts = {client: remaining(replies[0][1]) for client, replies in answers.items()}
+    assert all(left >= LIMIT - 2 for left in firsts.values()), firsts
     # Straight to the cluster from 127.0.0.4 (not a trusted proxy), a forged header changes nothing:
-    # believed, it would have counted against 127.0.0.2's budget.
+    # believed, it would have counted against 127.0.0.2's budget (3 used).
     code, headers = _get(cluster.port, "127.0.0.4", "/ping", {"X-Forwarded-For": "127.0.0.2"})
-    assert code == 200 and remaining(headers) == LIMIT - 1
+    assert code == 200 and remaining(headers) >= LIMIT - 2, headers
