@@ -81,6 +81,7 @@ class DbHealth:
         self.probers = []
 
     async def reload(self) -> None:
+        """Other database hosts after a reload: probe those, and publish a round for them at once."""
         if hosts_from_settings(self.host.settings) != self.specs:
             await self.stop()
             await self.start()
