@@ -225,6 +225,9 @@ class DatabaseSettings(Section):
     max_lifetime: float = Field(3600.0, gt=0, description="recycle a connection after this long, jittered (s)")
     max_idle: float = Field(600.0, gt=0, description="close a pool connection idle this long (s)")
     ping_after_idle: float = Field(30.0, ge=0, description="ping a connection idle this long before handing it out (s)")
+    health_view: str | None = Field(
+        None, description="the supervisor's health view file, set by `cluster start` for its children; "
+                          "unset: each process probes the hosts itself")
 
     @field_validator("url")
     @classmethod

@@ -19,6 +19,7 @@ import random
 import time
 from collections import deque
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from psycopg import AsyncConnection
@@ -30,6 +31,7 @@ from db import metrics
 from db.checkouts import PrimaryConnection, ReadConnection
 from db.probe import ProbeResult
 from db.errors import RouterClosed
+from db.health_view import ViewReader, stale_after
 from db.freshness import format_lsn, parse_lsn, wal_end
 from db.host_state import HostState
 from db.hosts import HostSpec, hosts_from_settings
@@ -40,12 +42,14 @@ from db.transitions import LagLimits, next_delay, primary_position, transition
 log = logging.getLogger("db")
 health_log = logging.getLogger("db.health")
 PRIMARY_SAMPLES = 256
+VIEW_POLL = 1.0  # seconds between looks at the supervisor's view (re-read only when replaced)
 
 
 class Router:
     """Routes checkouts to hosts; see the module docstring. Start it in the event loop that uses it."""
 
-    def __init__(self, settings: DatabaseSettings, specs: Sequence[HostSpec]) -> None:
+    def __init__(self, settings: DatabaseSettings, specs: Sequence[HostSpec], view: ViewReader | None = None) -> None:
+        """``view``: the supervisor's published rounds to follow instead of probing (``db.health_view``)."""
         if not specs or specs[0].role != "primary":
             raise ValueError("the router needs the primary first in its hosts")
         self.settings = settings
@@ -64,6 +68,9 @@ class Router:
         self.wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._open = False
+        self.view = view
+        self._applied: tuple[str, int] | None = None  # the last shared round applied
+        self._own_probes: str | None = None  # why this router probes itself although it has a view
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -72,7 +79,7 @@ class Router:
         for host in self.hosts:
             await host.pool.open(wait=False)
         self._open = True
-        await self.check_round(first=True)
+        await self.next_round(first=True)
         self._task = asyncio.create_task(self._health_loop(), name="db-health")
         log.info("database router started", extra={"hosts": [h.name for h in self.hosts],
                                                    "strategy": self.settings.strategy})
@@ -99,6 +106,33 @@ class Router:
     # replica's byte lag. While a host is down the next round comes after at most a
     # second, so it rejoins soon after it is back; a request that loses a connection
     # wakes the loop at once (roles are re-probed right away).
+    #
+    # Under `cluster start` the supervisor does the probing, once per host, and
+    # publishes each round (``db.health_view``): a router with a view applies each
+    # new round instead of probing, and probes itself only while the view is
+    # missing, stale or unusable. A failed request still takes its host out here at
+    # once; it comes back after two published rounds that find it up.
+
+    async def next_round(self, first: bool = False) -> None:
+        """One round: the supervisor's latest, when there is a usable one, else our own probes."""
+        if self.view is None:
+            await self.check_round(first)
+            return
+        shared, reason = self.view.current(time.time())
+        if shared is None:
+            if self._own_probes is None:
+                health_log.warning("probing the database hosts from this process: %s", reason)
+            self._own_probes = reason
+            await self.check_round(first)
+            return
+        if self._own_probes is not None:
+            health_log.info("following the supervisor's database health view again")
+            self._own_probes = None
+            for host in self.hosts:
+                await host.prober.close()
+        if shared.key != self._applied:
+            self._applied = shared.key
+            await self.apply_round([(h, shared.results[h.name]) for h in self.hosts], shared.at, first)
 
     async def check_round(self, first: bool = False) -> None:
         """Probe every host at once, then update their states and the routing snapshot."""
@@ -132,14 +166,17 @@ class Router:
         # wake event fires can be swallowed by the wait.
         while self._open:
             any_down = any(not h.health.up for h in self.hosts)
+            delay = next_delay(interval, any_down, random.random())
+            if self.view is not None and self._own_probes is None:
+                delay = min(delay, VIEW_POLL)  # a stat a second: each published round applied within a second
             try:
-                async with asyncio.timeout(next_delay(interval, any_down, random.random())):
+                async with asyncio.timeout(delay):
                     await self.wake.wait()
             except TimeoutError:
                 pass
             self.wake.clear()
             try:
-                await self.check_round()
+                await self.next_round()
             except Exception:  # the loop must outlive any single bad round
                 log.exception("database health round failed")
 
@@ -207,6 +244,7 @@ class Router:
         routing = self.routing
         return {
             "enabled": True,
+            "health_source": "own probes" if self.view is None or self._own_probes else "supervisor",
             "strategy": self.settings.strategy,
             "fallback": self.settings.fallback,
             "writer": routing.writer,
@@ -220,9 +258,19 @@ class Router:
 
 
 def router_from_settings(settings: Settings) -> Router | None:
-    """The router for ``database.*``, or None when no ``database.url`` is set (the router is off)."""
+    """The router for ``database.*``, or None when no ``database.url`` is set (the router is off).
+
+    With ``database.health_view`` (set by `cluster start` for its children) it follows the supervisor's rounds.
+    """
     specs = hosts_from_settings(settings)
-    return Router(settings.database, specs) if specs else None
+    if not specs:
+        return None
+    db = settings.database
+    view = None
+    if db.health_view:
+        view = ViewReader(Path(db.health_view), [s.name for s in specs],
+                          stale_after(db.health_check_interval, db.connect_timeout))
+    return Router(db, specs, view)
 
 
 async def probe_status(settings: Settings) -> dict[str, Any] | None:

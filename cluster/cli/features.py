@@ -18,10 +18,12 @@ def install(supervisor: "Supervisor") -> None:
     from cluster.autoscale.autoscaler import Autoscaler
     from cluster.dashboard.component import Dashboard
     from cluster.monitoring.monitor import Monitor
+    from cluster.supervisor.db_health import DbHealth
     from cluster.supervisor.queue_tier import QueueTier
 
     dashboard = Dashboard(supervisor)
     supervisor.components.append(QueueTier(supervisor))
+    supervisor.components.append(DbHealth(supervisor))
     supervisor.components.append(Autoscaler(supervisor))
     supervisor.components.append(Monitor(supervisor, listener_routes=[dashboard.add_listener_routes]))
     supervisor.components.append(dashboard)

@@ -40,6 +40,7 @@ from cluster.supervisor import control, first_boot
 from cluster.supervisor.exposure import warn_if_exposed
 from cluster.supervisor.state_dir import prepare as prepare_state_dir
 from cluster.safe_files import write_file
+from cluster.supervisor.db_health import with_view
 from cluster.supervisor.children import ChildSpec, SupervisedChild
 from cluster.supervisor.command_loop import CommandLoop
 from cluster.supervisor.commands import Command, HealthReport, Heartbeat, MarkReady, Nudge, Reload, SampleWorkers, \
@@ -114,10 +115,10 @@ class Supervisor:
         server: dict[str, Any] = {"state_dir": str(self.state_dir)}
         if self.listen_fds:
             server["bind"] = socket_activation.bind_addresses(self.listen_fds)
-        return base.model_copy(update={
+        return with_view(base.model_copy(update={
             "server": base.server.model_copy(update=server),
             "workers": base.workers.model_copy(update={"min": runtime.minimum, "max": runtime.maximum}),
-        })
+        }), self.state_dir)
 
     def _use_settings(self, base: Settings) -> None:
         """The one place the settings change (reload, settled Redis URL, new bounds); rewrites the file."""
