@@ -114,15 +114,21 @@ def decode(fields: dict[str, Any]) -> Envelope:
         raise DecodeError(f"payload is not JSON: {exc}") from None
     if not isinstance(data, dict):
         raise DecodeError(f"payload is a JSON {type(data).__name__}, not an object")
+    get = data.get
     for key, types in _TYPES.items():
-        if key not in data:
-            raise DecodeError(f"payload has no {key!r}")
-        if not isinstance(data[key], types) or isinstance(data[key], bool):
+        # json.loads gives exact types, so this is isinstance without bool (a subclass of int)
+        if type(get(key)) not in types:
+            if key not in data:
+                raise DecodeError(f"payload has no {key!r}")
             raise DecodeError(f"payload field {key!r} has the wrong type ({type(data[key]).__name__})")
-    crashes = data.get("crashes", 0)
-    if not isinstance(crashes, int) or isinstance(crashes, bool) or crashes < 0:
+    crashes = get("crashes", 0)
+    if type(crashes) is not int or crashes < 0:
         raise DecodeError(f"payload field 'crashes' is not a count ({crashes!r})")
     if data["priority"] not in PRIORITIES:
         raise DecodeError(f"unknown priority {data['priority']!r}")
-    known = set(Envelope.__dataclass_fields__)
-    return Envelope(**{k: v for k, v in data.items() if k in known})
+    if _KNOWN.issuperset(data):
+        return Envelope(**data)
+    return Envelope(**{k: v for k, v in data.items() if k in _KNOWN})
+
+
+_KNOWN = frozenset(Envelope.__dataclass_fields__)

@@ -62,9 +62,17 @@ return #ids
 
 ACK_DONE = """
 -- KEYS: stream, stats
--- ARGV: group, job prefix, result ttl s, finished at, then quadruples (entry id, job id, attempt, result)
+-- ARGV: group, job prefix, result ttl s, finished at, consumer, queued job ttl s, count of starts S,
+--   then S pairs (job id, started at): jobs still running, their hash marked so;
+--   then quadruples (entry id, job id, attempt, result): jobs done, acknowledged and deleted
+local first_done = 8 + 2 * tonumber(ARGV[7])
+for i = 8, first_done - 1, 2 do
+  local key = ARGV[2] .. ARGV[i]
+  redis.call('HSET', key, 'state', 'running', 'consumer', ARGV[5], 'started_at', ARGV[i + 1])
+  redis.call('EXPIRE', key, ARGV[6])
+end
 local entries = {}
-for i = 5, #ARGV, 4 do
+for i = first_done, #ARGV, 4 do
   entries[#entries + 1] = ARGV[i]
   local key = ARGV[2] .. ARGV[i + 1]
   redis.call('HSET', key, 'state', 'done', 'attempts', ARGV[i + 2], 'result', ARGV[i + 3], 'finished_at', ARGV[4])
