@@ -10,8 +10,9 @@ ENQUEUE = """
 -- Each job in order, as if alone (a repeated id finds the job its first copy added);
 -- one pair a job: {1, state} added, {0, state} existed (nothing added), {-1, 'ready'|'delayed'} queue full.
 local max, now, ttl = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[5])
--- acknowledged entries are deleted, so XLEN is ready + in flight; the script alone writes while it runs
-local ready, delayed = redis.call('XLEN', KEYS[1]), redis.call('ZCARD', KEYS[2])
+-- Counted on first need, then kept here: the script alone writes while it runs.
+-- Acknowledged entries are deleted, so XLEN is ready + in flight.
+local ready, delayed
 local replies, added = {}, 0
 for i = 6, #ARGV, 3 do
   local id, envelope, due = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
@@ -20,17 +21,21 @@ for i = 6, #ARGV, 3 do
   if redis.call('EXISTS', key) == 1 then
     code, state = 0, redis.call('HGET', key, 'state') or 'unknown'
   elseif due > now then
+    delayed = delayed or redis.call('ZCARD', KEYS[2])
     if delayed >= max then
       code, state = -1, 'delayed'
     else
       redis.call('ZADD', KEYS[2], ARGV[i + 2], id)
       delayed, state = delayed + 1, 'delayed'
     end
-  elseif ready >= max then
-    code, state = -1, 'ready'
   else
-    redis.call('XADD', KEYS[1], '*', ARGV[3], envelope)
-    ready, state = ready + 1, 'queued'
+    ready = ready or redis.call('XLEN', KEYS[1])
+    if ready >= max then
+      code, state = -1, 'ready'
+    else
+      redis.call('XADD', KEYS[1], '*', ARGV[3], envelope)
+      ready, state = ready + 1, 'queued'
+    end
   end
   if code == 1 then
     redis.call('HSET', key, 'state', state, 'envelope', envelope, 'attempts', 0, 'enqueued_at', ARGV[2])
