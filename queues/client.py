@@ -150,7 +150,7 @@ class _Jobs:
             call.positions.append(position)
             call.names.append(name)
             call.ids.append(job_id)
-            call.argv += (job_id, payload, int(due * 1000))
+            call.argv.append(f"{job_id} {int(due * 1000)} {payload}")
         return calls
 
     def settle(self, calls: list[_Call], replies: list[Any], outcomes: list[BatchOutcome | None],

@@ -52,7 +52,8 @@ def check_schedule(delay: float | None, at: float | None, now: float, max_delay:
             raise ValueError(f"at is {at - now:g}s ahead, over queues.max_delay ({max_delay:g}s)")
 
 
-def encode_arguments(args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any], max_payload_bytes: int) -> tuple[str, str]:
+def encode_arguments(args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any],
+                     max_payload_bytes: int) -> tuple[str, str]:
     """``args`` and ``kwargs`` as JSON, once checked: reserved kwarg names, nesting depth, JSON-ness, encoded size.
 
     The envelope embeds this JSON as it is, so each job's arguments are encoded once.

@@ -206,7 +206,8 @@ def test_replicas_that_do_not_confirm_leave_each_job_unknown(make_settings: Call
         client = QueueClient(settings)
         outcomes = await client.enqueue_many([JobRequest("tests.queues.jobs.add", (1, 1), job_id="w-1"),
                                               JobRequest("no.such.job")])
-        assert isinstance(outcomes[0], EnqueueUnknown) and outcomes[0].job_id == "w-1" and "replicas" in str(outcomes[0])
+        unknown = outcomes[0]
+        assert isinstance(unknown, EnqueueUnknown) and unknown.job_id == "w-1" and "replicas" in str(unknown)
         assert isinstance(outcomes[1], UnknownJob)
         with pytest.raises(EnqueueUnknown, match="0 of 1 replicas"):
             await client.enqueue("tests.queues.jobs.add", 1, 1, job_id="w-2")
