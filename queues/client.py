@@ -107,6 +107,8 @@ class _Jobs:
         queues = settings.queues
         self.max_delay, self.max_payload = queues.max_delay, queues.max_payload_bytes
         self.max_size = {p: queues.pool(p).max_size for p in PRIORITIES}
+        self._keys = {p: QueueKeys(p) for p in PRIORITIES}
+        self._script_keys = {p: [k.stream, k.delayed, k.stats] for p, k in self._keys.items()}
         self._kinds: dict[tuple[str, str | None], tuple[registry.JobSpec, str, EnvelopeTemplate]] = {}
 
     def _kind(self, name: str, priority: str | None) -> tuple[str, EnvelopeTemplate]:
@@ -143,9 +145,8 @@ class _Jobs:
         for position, name, queue, job_id, payload, due in jobs:
             call = open_calls.get(queue)
             if call is None or len(call.ids) == ENQUEUE_CHUNK:
-                keys = QueueKeys(queue)
-                call = open_calls[queue] = _Call(queue, [keys.stream, keys.delayed, keys.stats],
-                                                 [self.max_size[queue], now_ms, FIELD, keys.job_prefix, QUEUED_JOB_TTL])
+                call = open_calls[queue] = _Call(queue, self._script_keys[queue], [
+                    self.max_size[queue], now_ms, FIELD, self._keys[queue].job_prefix, QUEUED_JOB_TTL])
                 calls.append(call)
             call.positions.append(position)
             call.names.append(name)
