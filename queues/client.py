@@ -11,14 +11,14 @@ from typing import Any
 
 import redis
 import redis.asyncio
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import NoScriptError, OutOfMemoryError, ResponseError
 
 from config import PRIORITIES, Settings
 from config.masking import mask_url
 from observability.context import read_your_writes_var, request_id_var
 from queues import job_limits, metrics, registry
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable, RedisFull, async_client, sync_client
-from queues.envelope import FIELD, Envelope, check_job_id, decode, new_job_id
+from queues.envelope import FIELD, Envelope, EnvelopeTemplate, check_job_id, decode, new_job_id, request_context
 from queues.keys import GROUP, QueueKeys
 from queues.scripts import ENQUEUE
 
@@ -69,86 +69,160 @@ class JobRequest:
     job_id: str | None = None
 
 
-BatchOutcome = Enqueued | QueueFull | RedisFull | ValueError | registry.UnknownJob
+BatchOutcome = Enqueued | QueueFull | QueueUnavailable | ValueError | registry.UnknownJob
+"""A batch job's outcome: Enqueued, or what rejected it (QueueUnavailable: RedisFull, or EnqueueUnknown
+when the replicas did not confirm the write)."""
+
+ENQUEUE_CHUNK = 1000
+"""The most jobs one script call adds: a larger batch goes as several calls (one round trip still),
+so no single call holds Redis for long."""
 
 
-Prepared = tuple[QueueKeys, list[Any], Envelope]
+@dataclass
+class _Call:
+    """One ENQUEUE script call: up to ENQUEUE_CHUNK jobs of one queue."""
+
+    priority: str
+    keys: list[str]
+    argv: list[Any]
+    positions: list[int] = field(default_factory=list)
+    """Each job's place in the batch, in the order of the script's replies."""
+    names: list[str] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
 
 
-def _prepare_batch(settings: Settings, jobs: Iterable[JobRequest]) -> list[Prepared | Exception]:
-    """Each job prepared for the script, or the error that rejects it (the others still go)."""
-    prepared: list[Prepared | Exception] = []
-    for job in jobs:
-        try:
-            prepared.append(_prepare(settings, job.name, job.args, job.kwargs, job.priority, job.delay, job.at,
-                                     job.job_id))
-        except (ValueError, registry.UnknownJob) as exc:
-            prepared.append(exc)
-    return prepared
+Accepted = tuple[int, str, str, str, str, float]
+"""A job ready for the script: position in the batch, name, queue, id, envelope, due time."""
 
 
-def _batch_outcomes(settings: Settings, prepared: list[Prepared | Exception], replies: list[Any]) -> list[BatchOutcome]:
-    outcomes: list[BatchOutcome] = []
-    replies_left = iter(replies)
-    for item in prepared:
-        if isinstance(item, Exception):
-            outcomes.append(item)  # type: ignore[arg-type]
-            continue
-        reply = next(replies_left)
-        if isinstance(reply, OutOfMemoryError):
-            outcomes.append(RedisFull(item[2].name))
-            continue
-        if isinstance(reply, Exception):
-            raise reply
-        try:
-            outcomes.append(_result(settings, reply, item[2]))
-        except QueueFull as exc:
-            outcomes.append(exc)
-    return outcomes
+class _Jobs:
+    """Turns enqueue requests into ENQUEUE script calls and their replies into outcomes.
+
+    What the jobs of one name and queue share (the queue, the retry budget, the
+    envelope's fixed text) is looked up once per client, not once per job.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        queues = settings.queues
+        self.max_delay, self.max_payload = queues.max_delay, queues.max_payload_bytes
+        self.max_size = {p: queues.pool(p).max_size for p in PRIORITIES}
+        self._keys = {p: QueueKeys(p) for p in PRIORITIES}
+        self._script_keys = {p: [k.stream, k.delayed, k.stats] for p, k in self._keys.items()}
+        self._kinds: dict[tuple[str, str | None], tuple[registry.JobSpec, str, EnvelopeTemplate]] = {}
+
+    def _kind(self, name: str, priority: str | None) -> tuple[str, EnvelopeTemplate]:
+        spec = registry.get(name)
+        found = self._kinds.get((name, priority))
+        if found is None or found[0] is not spec:  # a name registered again gets its new spec
+            queue = spec.priority if priority is None else priority
+            if queue not in PRIORITIES:
+                raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {queue!r}")
+            retries = self.settings.queues.pool(queue).retries if spec.retries is None else spec.retries
+            found = self._kinds[(name, priority)] = (spec, queue, EnvelopeTemplate(name, queue, retries))
+        return found[1], found[2]
+
+    def prepare(self, name: str, args: tuple[Any, ...] | list[Any], kwargs: dict[str, Any], priority: str | None,
+                delay: float | None, at: float | None, job_id: str | None, now: float,
+                context: str) -> tuple[str, str, str, float]:
+        """(queue, job id, envelope, due time) of one request; ValueError or UnknownJob rejects it."""
+        queue, template = self._kind(name, priority)
+        due = now
+        if delay is not None or at is not None:
+            if delay is not None and at is not None:
+                raise ValueError("give delay or at, not both")
+            job_limits.check_schedule(delay, at, now, self.max_delay)
+            due = float(at) if at is not None else now + delay  # type: ignore[operator]
+        args_json, kwargs_json = job_limits.encode_arguments(args, kwargs, self.max_payload)
+        job_id = new_job_id() if job_id is None else check_job_id(job_id)
+        return queue, job_id, template.encode(job_id, args_json, kwargs_json, now, due, context), due
+
+    def calls(self, jobs: Iterable[Accepted], now: float) -> list[_Call]:
+        """The script calls that add ``jobs``, per queue in order, ENQUEUE_CHUNK jobs at most a call."""
+        now_ms = int(now * 1000)
+        open_calls: dict[str, _Call] = {}
+        calls: list[_Call] = []
+        for position, name, queue, job_id, payload, due in jobs:
+            call = open_calls.get(queue)
+            if call is None or len(call.ids) == ENQUEUE_CHUNK:
+                call = open_calls[queue] = _Call(queue, self._script_keys[queue], [
+                    self.max_size[queue], now_ms, FIELD, self._keys[queue].job_prefix, QUEUED_JOB_TTL])
+                calls.append(call)
+            call.positions.append(position)
+            call.names.append(name)
+            call.ids.append(job_id)
+            call.argv.append(f"{job_id} {int(due * 1000)} {payload}")
+        return calls
+
+    def settle(self, calls: list[_Call], replies: list[Any], outcomes: list[BatchOutcome | None],
+               replicas: int | None = None) -> list[BatchOutcome]:
+        """``outcomes`` completed from each call's reply: pairs (code, state), or the error the call got.
+
+        ``replicas``: how many replicas confirmed the writes (WAIT); short of
+        redis.wait_replicas, a job that was written is EnqueueUnknown (retry with its id).
+        """
+        wanted = self.settings.redis.wait_replicas
+        unconfirmed = replicas is not None and replicas < wanted
+        for call, reply in zip(calls, replies):
+            if isinstance(reply, OutOfMemoryError):  # refused at the call's first write: none of its jobs was added
+                for position, name in zip(call.positions, call.names):
+                    outcomes[position] = RedisFull(name)
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            created = 0
+            for position, name, job_id, code, state in zip(call.positions, call.names, call.ids, reply[::2],
+                                                           reply[1::2]):
+                if code < 0:
+                    outcomes[position] = QueueFull(call.priority, self.max_size[call.priority], state)
+                elif unconfirmed:
+                    outcomes[position] = EnqueueUnknown(name, job_id, self.settings.redis.url,
+                                                        f"{replicas} of {wanted} replicas confirmed the write within "
+                                                        f"{self.settings.redis.wait_timeout:g}s (redis.wait_replicas)")
+                else:
+                    created += code
+                    outcomes[position] = Enqueued(job_id, call.priority, state, created=code == 1)
+            if created:
+                metrics.ENQUEUED.labels(call.priority).inc(created)
+        return outcomes  # type: ignore[return-value]
+
+    def batch(self, jobs: Iterable[JobRequest]) -> tuple[list[BatchOutcome | None], list[_Call]]:
+        """Each job's outcome where it is already known (rejected before any write), and the calls for the rest."""
+        now = time.time()
+        context = request_context(request_id_var.get(), read_your_writes_var.get())
+        outcomes: list[BatchOutcome | None] = []
+        accepted: list[Accepted] = []
+        for position, job in enumerate(jobs):
+            try:
+                accepted.append((position, job.name, *self.prepare(job.name, job.args, job.kwargs, job.priority,
+                                                                    job.delay, job.at, job.job_id, now, context)))
+            except (ValueError, registry.UnknownJob) as exc:
+                outcomes.append(exc)
+                continue
+            outcomes.append(None)
+        return outcomes, self.calls(accepted, now)
+
+    def one(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], priority: str | None,
+            delay: float | None, at: float | None, job_id: str | None) -> _Call:
+        """The script call of one job; raises what rejects it (ValueError, UnknownJob)."""
+        now = time.time()
+        context = request_context(request_id_var.get(), read_your_writes_var.get())
+        [call] = self.calls([(0, name, *self.prepare(name, args, kwargs, priority, delay, at, job_id, now, context))],
+                            now)
+        return call
 
 
-def _prepare(settings: Settings, name: str, args: tuple[Any, ...], kwargs: dict[str, Any], priority: str | None,
-             delay: float | None, at: float | None, job_id: str | None) -> tuple[QueueKeys, list[Any], Envelope]:
-    """Validate a request to enqueue and build the script's keys and arguments."""
-    spec = registry.get(name)
-    priority = spec.priority if priority is None else priority
-    if priority not in PRIORITIES:
-        raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}, got {priority!r}")
-    if delay is not None and at is not None:
-        raise ValueError("give delay or at, not both")
-    now = time.time()
-    job_limits.check_schedule(delay, at, now, settings.queues.max_delay)
-    job_limits.check_arguments(list(args), kwargs, settings.queues.max_payload_bytes)
-    due = at if at is not None else now + (delay or 0.0)
-    pool = settings.queues.pool(priority)
-    envelope = Envelope(
-        id=check_job_id(job_id) if job_id is not None else new_job_id(),
-        name=name, priority=priority, args=list(args), kwargs=dict(kwargs),
-        max_retries=pool.retries if spec.retries is None else spec.retries,
-        enqueued_at=now, not_before=due,
-        request_id=request_id_var.get(), read_your_writes=read_your_writes_var.get(),
-    )
-    try:
-        payload = envelope.encode()
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"job arguments must be JSON: {exc}") from None
-    keys = QueueKeys(priority)
-    ttl = int(max(QUEUED_JOB_TTL, due - now + QUEUED_JOB_TTL))
-    argv = [envelope.id, payload, pool.max_size, int(due * 1000), int(now * 1000), ttl, FIELD]
-    return keys, argv, envelope
+def _single(outcomes: list[BatchOutcome]) -> Enqueued:
+    """The one job's outcome, raised when it is an error."""
+    [outcome] = outcomes
+    if not isinstance(outcome, Enqueued):
+        raise outcome
+    return outcome
 
 
-def _result(settings: Settings, reply: list[Any], envelope: Envelope) -> Enqueued:
-    code, state = int(reply[0]), str(reply[1])
-    if code < 0:
-        raise QueueFull(envelope.priority, settings.queues.pool(envelope.priority).max_size, state)
-    if code == 1:
-        metrics.ENQUEUED.labels(envelope.priority).inc()
-    return Enqueued(envelope.id, envelope.priority, state, created=code == 1)
-
-
-def _script_keys(keys: QueueKeys, job_id: str) -> list[str]:
-    return [keys.stream, keys.delayed, keys.job(job_id), keys.stats]
+def _unknown_scripts(replies: list[Any]) -> list[int]:
+    """The calls Redis did not know the script for (it restarted or flushed its scripts): they did not run."""
+    return [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
 
 
 def queue_requeue(pipe: Any, keys: QueueKeys, entry_id: str, envelope: Envelope) -> None:
@@ -192,11 +266,25 @@ def _wait_args(settings: Settings) -> tuple[int, int]:
     return settings.redis.wait_replicas, int(settings.redis.wait_timeout * 1000)
 
 
-def _check_replicated(settings: Settings, name: str, replicas: int) -> None:
-    """An enqueue the replicas did not confirm is not acknowledged: a failover may drop it."""
-    if replicas < settings.redis.wait_replicas:
-        raise QueueUnavailable(f"cannot enqueue {name!r}: {replicas} of {settings.redis.wait_replicas} replicas "
-                               f"confirmed it within {settings.redis.wait_timeout:g}s (redis.wait_replicas)")
+def _queue_calls(pipe: Any, sha: str, calls: list[_Call], todo: list[int], wait: tuple[int, int] | None) -> None:
+    """Add to ``pipe`` the script calls ``todo`` (indexes into ``calls``), then WAIT when ``wait`` is given."""
+    for i in todo:
+        pipe.evalsha(sha, len(calls[i].keys), *calls[i].keys, *calls[i].argv)
+    if wait is not None:
+        pipe.execute_command("WAIT", *wait)
+
+
+def _take(replies: list[Any], todo: list[int], answers: list[Any], wait: bool) -> tuple[list[int], int | None]:
+    """Put a pipeline's ``answers`` in ``replies``; the calls to send again (NOSCRIPT: they did not run)
+    and the WAIT count."""
+    replicas = answers.pop() if wait else None
+    for i, answer in zip(todo, answers):
+        replies[i] = answer
+    return [i for i, answer in zip(todo, answers) if isinstance(answer, NoScriptError)], replicas
+
+
+def _batch_unavailable(settings: Settings, exc: BaseException) -> QueueUnavailable:
+    return QueueUnavailable(f"cannot enqueue a batch: Redis at {mask_url(settings.redis.url)} is unreachable ({exc})")
 
 
 class QueueClient:
@@ -208,6 +296,7 @@ class QueueClient:
         self.settings = settings
         self.redis = client or async_client(settings.redis.url or "")
         self._enqueue = self.redis.register_script(ENQUEUE)
+        self._jobs = _Jobs(settings)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -220,43 +309,52 @@ class QueueClient:
         EnqueueUnknown carries the job id to retry with. Raises UnknownJob,
         ValueError (bad arguments), QueueFull, EnqueueUnknown.
         """
-        keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
+        call = self._jobs.one(name, args, kwargs, priority, delay, at, job_id)
         try:
             async with asyncio.timeout(ENQUEUE_TIMEOUT):
-                if self.settings.redis.wait_replicas:
-                    pipe = self.redis.pipeline(transaction=False)
-                    await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
-                    pipe.execute_command("WAIT", *_wait_args(self.settings))
-                    reply, replicas = await pipe.execute()
-                    _check_replicated(self.settings, name, replicas)
-                else:
-                    reply = await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
-        except OutOfMemoryError as exc:
-            raise RedisFull(name) from exc
+                replies, replicas = await self._send([call])
         except (TimeoutError, *UNAVAILABLE_ERRORS) as exc:
-            raise EnqueueUnknown(name, envelope.id, self.settings.redis.url,
+            raise EnqueueUnknown(name, call.ids[0], self.settings.redis.url,
                                  str(exc) or f"no answer in {ENQUEUE_TIMEOUT:g} s") from exc
-        return _result(self.settings, reply, envelope)
+        return _single(self._jobs.settle([call], replies, [None], replicas))
 
     async def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
-        """Enqueue a batch in one pipelined round trip, each job as ``enqueue`` would (dedup by id,
-        size bound, atomic per job); returns, in order, each job's ``Enqueued`` (``created`` False for a
-        duplicate id) or the error that rejected it (``QueueFull``, ``ValueError``, ``UnknownJob``).
+        """Enqueue a batch in one round trip, each job as ``enqueue`` would (dedup by id, size bound,
+        atomic per job): one script call per queue and ENQUEUE_CHUNK jobs. Returns, in order, each job's
+        ``Enqueued`` (``created`` False for a duplicate id, also one repeated inside the batch) or what
+        rejected it (``QueueFull``, ``RedisFull``, ``EnqueueUnknown``, ``ValueError``, ``UnknownJob``).
 
         Raises QueueUnavailable when Redis cannot be reached: then no job's outcome is known.
         """
-        prepared = _prepare_batch(self.settings, jobs)
+        outcomes, calls = self._jobs.batch(jobs)
+        if not calls:
+            return outcomes  # type: ignore[return-value]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for item in prepared:
-                    if not isinstance(item, Exception):
-                        keys, argv, envelope = item
-                        await self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
-                replies = await pipe.execute(raise_on_error=False)
+            replies, replicas = await self._send(calls)
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {mask_url(self.settings.redis.url)} "
-                                   f"is unreachable ({exc})") from exc
-        return _batch_outcomes(self.settings, prepared, replies)
+            raise _batch_unavailable(self.settings, exc) from exc
+        return self._jobs.settle(calls, replies, outcomes, replicas)
+
+    async def _send(self, calls: list[_Call]) -> tuple[list[Any], int | None]:
+        """Each call's reply (a Redis error as a value) in one round trip, with WAIT after the writes when
+        redis.wait_replicas asks for it: (replies, replicas that confirmed them or None)."""
+        wait = _wait_args(self.settings) if self.settings.redis.wait_replicas else None
+        if wait is None and len(calls) == 1:  # one EVALSHA; the script object loads the script on NOSCRIPT
+            try:
+                return [await self._enqueue(keys=calls[0].keys, args=calls[0].argv)], None
+            except ResponseError as exc:
+                return [exc], None
+        replies: list[Any] = [None] * len(calls)
+        todo, replicas = list(range(len(calls))), None
+        for _ in range(2):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                _queue_calls(pipe, self._enqueue.sha, calls, todo, wait)
+                todo, confirmed = _take(replies, todo, await pipe.execute(raise_on_error=False), wait is not None)
+            replicas = confirmed if replicas is None else min(replicas, confirmed or 0)
+            if not todo:
+                break
+            await self.redis.script_load(ENQUEUE)
+        return replies, replicas
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's state, attempts and result or error; None when unknown (or expired)."""
@@ -366,6 +464,7 @@ class SyncQueueClient:
         self.settings = settings
         self.redis = client or sync_client(settings.redis.url or "", socket_timeout=ENQUEUE_TIMEOUT / 4)
         self._enqueue = self.redis.register_script(ENQUEUE)
+        self._jobs = _Jobs(settings)
 
     def close(self) -> None:
         self.redis.close()
@@ -373,33 +472,40 @@ class SyncQueueClient:
     def enqueue(self, name: str, *args: Any, priority: str | None = None, delay: float | None = None,
                 at: float | None = None, job_id: str | None = None, **kwargs: Any) -> Enqueued:
         """The blocking twin of ``QueueClient.enqueue`` (same answers)."""
-        keys, argv, envelope = _prepare(self.settings, name, args, kwargs, priority, delay, at, job_id)
+        call = self._jobs.one(name, args, kwargs, priority, delay, at, job_id)
         try:
-            if self.settings.redis.wait_replicas:
-                pipe = self.redis.pipeline(transaction=False)
-                self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
-                pipe.execute_command("WAIT", *_wait_args(self.settings))
-                reply, replicas = pipe.execute()
-                _check_replicated(self.settings, name, replicas)
-            else:
-                reply = self._enqueue(keys=_script_keys(keys, envelope.id), args=argv)
-        except OutOfMemoryError as exc:
-            raise RedisFull(name) from exc
+            replies, replicas = self._send([call])
         except UNAVAILABLE_ERRORS as exc:
-            raise EnqueueUnknown(name, envelope.id, self.settings.redis.url, exc) from exc
-        return _result(self.settings, reply, envelope)
+            raise EnqueueUnknown(name, call.ids[0], self.settings.redis.url, exc) from exc
+        return _single(self._jobs.settle([call], replies, [None], replicas))
 
     def enqueue_many(self, jobs: Iterable[JobRequest]) -> list[BatchOutcome]:
         """The blocking twin of ``QueueClient.enqueue_many``."""
-        prepared = _prepare_batch(self.settings, jobs)
+        outcomes, calls = self._jobs.batch(jobs)
+        if not calls:
+            return outcomes  # type: ignore[return-value]
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for item in prepared:
-                    if not isinstance(item, Exception):
-                        keys, argv, envelope = item
-                        self._enqueue(keys=_script_keys(keys, envelope.id), args=argv, client=pipe)
-                replies = pipe.execute(raise_on_error=False)
+            replies, replicas = self._send(calls)
         except UNAVAILABLE_ERRORS as exc:
-            raise QueueUnavailable(f"cannot enqueue a batch: Redis at {mask_url(self.settings.redis.url)} "
-                                   f"is unreachable ({exc})") from exc
-        return _batch_outcomes(self.settings, prepared, replies)
+            raise _batch_unavailable(self.settings, exc) from exc
+        return self._jobs.settle(calls, replies, outcomes, replicas)
+
+    def _send(self, calls: list[_Call]) -> tuple[list[Any], int | None]:
+        """The blocking twin of ``QueueClient._send``."""
+        wait = _wait_args(self.settings) if self.settings.redis.wait_replicas else None
+        if wait is None and len(calls) == 1:
+            try:
+                return [self._enqueue(keys=calls[0].keys, args=calls[0].argv)], None
+            except ResponseError as exc:
+                return [exc], None
+        replies: list[Any] = [None] * len(calls)
+        todo, replicas = list(range(len(calls))), None
+        for _ in range(2):
+            with self.redis.pipeline(transaction=False) as pipe:
+                _queue_calls(pipe, self._enqueue.sha, calls, todo, wait)
+                todo, confirmed = _take(replies, todo, pipe.execute(raise_on_error=False), wait is not None)
+            replicas = confirmed if replicas is None else min(replicas, confirmed or 0)
+            if not todo:
+                break
+            self.redis.script_load(ENQUEUE)
+        return replies, replicas

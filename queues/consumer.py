@@ -34,6 +34,7 @@ import os
 import signal
 import time
 import traceback
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -550,8 +551,10 @@ class Consumer:
         pipe.xack(keys.stream, GROUP, failure.entry_id)
         pipe.xdel(keys.stream, failure.entry_id)
 
-    def _ack_args(self, done: list[Any]) -> list[Any]:
-        return [GROUP, self.keys.job_prefix, int(self.settings.queues.result_ttl), time.time(), *done]
+    def _ack_args(self, done: list[Any], running: Sequence[tuple[str, float]] = ()) -> list[Any]:
+        """ACK_DONE's arguments: ``done`` acknowledged, the jobs ``running`` (job id, start) marked running."""
+        return [GROUP, self.keys.job_prefix, int(self.settings.queues.result_ttl), time.time(), self.name,
+                QUEUED_JOB_TTL, len(running), *(item for start in running for item in start), *done]
 
     async def _flush(self) -> None:
         """Send every finished outcome (and the start of jobs still running) in one transaction;
@@ -568,16 +571,11 @@ class Consumer:
             return
         stream_keys = [self.keys.stream, self.keys.stats]
         try:
-            if not failures and not running:  # the common case: one script call, atomic by itself
-                await self._ack(keys=stream_keys, args=self._ack_args(done))
+            if not failures:  # the common case: one script call, atomic by itself
+                await self._ack(keys=stream_keys, args=self._ack_args(done, running))
                 return
             async with self.redis.pipeline(transaction=True) as pipe:
-                for job_id, at in running:
-                    pipe.hset(self.keys.job(job_id), mapping={"state": "running", "consumer": self.name,
-                                                              "started_at": at})
-                    pipe.expire(self.keys.job(job_id), QUEUED_JOB_TTL)
-                if done:
-                    await self._ack(keys=stream_keys, client=pipe, args=self._ack_args(done))
+                await self._ack(keys=stream_keys, client=pipe, args=self._ack_args(done, running))
                 now = time.time()
                 for failure in failures:
                     self._queue_failure(pipe, failure, now)

@@ -52,16 +52,28 @@ def check_schedule(delay: float | None, at: float | None, now: float, max_delay:
             raise ValueError(f"at is {at - now:g}s ahead, over queues.max_delay ({max_delay:g}s)")
 
 
-def check_arguments(args: list[Any], kwargs: dict[str, Any], max_payload_bytes: int) -> None:
-    """Reserved kwarg names, nesting depth, JSON-ness and encoded size of a job's arguments."""
+def encode_arguments(args: list[Any] | tuple[Any, ...], kwargs: dict[str, Any],
+                     max_payload_bytes: int) -> tuple[str, str]:
+    """``args`` and ``kwargs`` as JSON, once checked: reserved kwarg names, nesting depth, JSON-ness, encoded size.
+
+    The envelope embeds this JSON as it is, so each job's arguments are encoded once.
+    """
+    if not args and not kwargs:  # the common no-argument job skips the encoder
+        return "[]", "{}"
     reserved = RESERVED_KWARGS.intersection(kwargs)
     if reserved:
         raise ValueError(f"kwargs may not use the names {', '.join(sorted(reserved))}")
     if any(nesting_depth(value) > MAX_DEPTH for value in (*args, *kwargs.values())):
         raise ValueError(f"a job argument nests deeper than {MAX_DEPTH} levels")
     try:
-        size = len(json.dumps([args, kwargs], separators=(",", ":"), allow_nan=False).encode())
+        args_json, kwargs_json = _dumps(args), _dumps(kwargs)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"job arguments must be JSON: {exc}") from None
+    size = len(args_json) + len(kwargs_json) + 3  # as one JSON list [args,kwargs]; ASCII, so chars are bytes
     if size > max_payload_bytes:
         raise ValueError(f"job arguments are {size} bytes encoded, over queues.max_payload_bytes ({max_payload_bytes})")
+    return args_json, kwargs_json
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)

@@ -1,6 +1,7 @@
 """The queue endpoints every HTTP worker serves, and the queue check in /health.
 
 POST /api/enterprise/jobs           {name, args, kwargs, priority, delay, job_id} -> 202 {id, ...}
+POST /api/enterprise/jobs           [{name, ...}, ...] (at most MAX_BATCH_JOBS) -> 200 {jobs: [one result a job]}
 GET  /api/enterprise/jobs/{id}      state, attempts, result or error
 GET  /api/enterprise/queues/status  per queue: depth, in flight, delayed, counters, oldest age, consumers
 """
@@ -17,9 +18,9 @@ from config import PRIORITIES, Settings
 from config.masking import mask_url
 from queues import api as queue_api
 from queues import registry
-from queues.client import EnqueueUnknown, QueueClient, QueueFull
+from queues.client import BatchOutcome, Enqueued, EnqueueUnknown, JobRequest, QueueClient, QueueFull
 from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
-from queues.envelope import new_job_id
+from queues.envelope import new_job_id, new_job_ids
 from queues.job_limits import RESERVED_KWARGS
 from workers.endpoints import HEALTH_CHECKS
 from workers.middleware import json_error
@@ -28,6 +29,8 @@ log = logging.getLogger("workers.queues")
 CLIENT = web.AppKey("queue_client", QueueClient)
 JOBS_ERROR = web.AppKey("queue_jobs_module_error", str)
 _BODY_KEYS = {"name", "args", "kwargs", "priority", "delay", "job_id"}
+MAX_BATCH_JOBS = 1000
+"""The most jobs one POST may carry as a list (one ENQUEUE script call's worth)."""
 
 
 def _client(request: web.Request) -> QueueClient:
@@ -61,29 +64,71 @@ def _job_request(data: Any) -> dict[str, Any]:
             "delay": delay, "job_id": data.get("job_id")}
 
 
+def _outcome(outcome: BatchOutcome) -> tuple[int, dict[str, Any]]:
+    """The HTTP status and JSON body of one job's enqueue outcome."""
+    if isinstance(outcome, Enqueued):
+        return (202 if outcome.created else 200), {"id": outcome.id, "queue": outcome.priority, "state": outcome.state,
+                                                   "created": outcome.created}
+    if isinstance(outcome, QueueFull):
+        return 429, {"error": str(outcome), "queue": outcome.priority, "retry_after": outcome.retry_after}
+    if isinstance(outcome, QueueUnavailable):  # Redis unreachable, silent or full: a 503 the client may retry
+        extra = {"job_id": outcome.job_id, "enqueued": "unknown"} if isinstance(outcome, EnqueueUnknown) else {}
+        return 503, {"error": str(outcome), "retry_after": outcome.retry_after, **extra}
+    return 400, {"error": str(outcome)}  # ValueError, UnknownJob
+
+
+def _answer(status: int, body: dict[str, Any]) -> web.Response:
+    if status < 300:
+        return web.json_response(body, status=status)
+    retry_after = body.pop("retry_after", None)
+    response = json_error(status, body.pop("error"), **body)
+    if retry_after is not None:
+        response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
 async def post_job(request: web.Request) -> web.Response:
+    """One job (a JSON object) or a batch (a JSON list of them, each with its own result)."""
     client = _client(request)
     try:
-        spec = _job_request(await request.json())
+        data = await request.json()
+        if isinstance(data, list):
+            return await _post_jobs(client, data)
+        spec = _job_request(data)
         # The id exists before the write, so an answer that cannot tell still names the job to retry with.
         job_id = new_job_id() if spec["job_id"] is None else spec["job_id"]
-        queued = await client.enqueue(spec["name"], *spec["args"], priority=spec["priority"], delay=spec["delay"],
-                                      job_id=job_id, **spec["kwargs"])
-    except (ValueError, registry.UnknownJob) as exc:  # JSONDecodeError is a ValueError
-        return json_error(400, str(exc))
+        outcome: BatchOutcome = await client.enqueue(spec["name"], *spec["args"], priority=spec["priority"],
+                                                     delay=spec["delay"], job_id=job_id, **spec["kwargs"])
     except RecursionError:  # a body nested past what the JSON parser can follow
         return json_error(400, "body nests too deep")
-    except QueueFull as exc:
-        response = json_error(429, str(exc), queue=exc.priority)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    except QueueUnavailable as exc:  # Redis unreachable, silent or full: a 503 the client may retry, never a 500
-        extra = {"job_id": exc.job_id, "enqueued": "unknown"} if isinstance(exc, EnqueueUnknown) else {}
-        response = json_error(503, str(exc), **extra)
-        response.headers["Retry-After"] = str(exc.retry_after)
-        return response
-    body = {"id": queued.id, "queue": queued.priority, "state": queued.state, "created": queued.created}
-    return web.json_response(body, status=202 if queued.created else 200)
+    except (ValueError, registry.UnknownJob, QueueFull, QueueUnavailable) as exc:  # JSONDecodeError is a ValueError
+        outcome = exc
+    return _answer(*_outcome(outcome))
+
+
+async def _post_jobs(client: QueueClient, data: list[Any]) -> web.Response:
+    """A batch in one round trip; 400 for a malformed list (nothing enqueued), else 200 with each job's result."""
+    if not 1 <= len(data) <= MAX_BATCH_JOBS:
+        return json_error(400, f"a list of jobs holds 1 to {MAX_BATCH_JOBS} jobs, got {len(data)}")
+    specs = []
+    for index, item in enumerate(data):
+        try:
+            specs.append(_job_request(item))
+        except ValueError as exc:
+            return json_error(400, f"job {index}: {exc}", index=index)
+    ids = new_job_ids(len(specs))  # known before the write, as for one job
+    jobs = [JobRequest(spec["name"], tuple(spec["args"]), spec["kwargs"], spec["priority"], spec["delay"],
+                       job_id=spec["job_id"] if spec["job_id"] is not None else job_id)
+            for spec, job_id in zip(specs, ids)]
+    try:
+        outcomes = await client.enqueue_many(jobs)
+    except QueueUnavailable as exc:
+        return _answer(503, {"error": str(exc), "retry_after": exc.retry_after, "enqueued": "unknown",
+                             "job_ids": [job.job_id for job in jobs]})
+    results = [{"status": status, **body} for status, body in map(_outcome, outcomes)]
+    counts = {"created": sum(r["status"] == 202 for r in results), "existing": sum(r["status"] == 200 for r in results),
+              "rejected": sum(r["status"] >= 300 for r in results)}
+    return web.json_response({"jobs": results, **counts})
 
 
 async def get_job(request: web.Request) -> web.Response:

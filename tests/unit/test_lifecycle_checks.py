@@ -20,7 +20,7 @@ from workers.app import build_app, failure_line, shadowed_builtins
 @pytest.mark.parametrize("kwargs", [{"self": 1}, {"name": "x"}, {"job_id": "y"}, {"at": 1}])
 def test_reserved_kwarg_names_are_refused(kwargs: dict) -> None:
     with pytest.raises(ValueError, match="may not use the names"):
-        job_limits.check_arguments([], kwargs, 65536)
+        job_limits.encode_arguments([], kwargs, 65536)
 
 
 def test_nesting_is_bounded_without_recursion() -> None:
@@ -29,17 +29,17 @@ def test_nesting_is_bounded_without_recursion() -> None:
         deep = [deep]
     assert job_limits.nesting_depth(deep) > job_limits.MAX_DEPTH
     with pytest.raises(ValueError, match="nests deeper"):
-        job_limits.check_arguments([deep], {}, 10**9)
-    job_limits.check_arguments([[[1]]], {"a": {"b": [1]}}, 65536)
+        job_limits.encode_arguments([deep], {}, 10**9)
+    job_limits.encode_arguments([[[1]]], {"a": {"b": [1]}}, 65536)
 
 
 def test_payload_size_and_json_ness() -> None:
     with pytest.raises(ValueError, match="max_payload_bytes"):
-        job_limits.check_arguments(["x" * 100], {}, 50)
+        job_limits.encode_arguments(["x" * 100], {}, 50)
     with pytest.raises(ValueError, match="must be JSON"):
-        job_limits.check_arguments([object()], {}, 65536)
+        job_limits.encode_arguments([object()], {}, 65536)
     with pytest.raises(ValueError, match="must be JSON"):
-        job_limits.check_arguments([math.nan], {}, 65536)
+        job_limits.encode_arguments([math.nan], {}, 65536)
 
 
 @pytest.mark.parametrize("delay", [1e300, math.inf, math.nan, -1.0, 8 * 86400.0])
