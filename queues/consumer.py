@@ -275,10 +275,15 @@ class Consumer:
                     for entry_id, fields in held.items():
                         self._accept(entry_id, fields)
                     continue
-                reply = await self.redis.xreadgroup(GROUP, self.name, {self.keys.stream: ">"},
-                                                    count=free, block=BLOCK_MS)
+                # The pause flag travels with the read (same round trip, read after it unblocks): a read
+                # that was blocked when an operator paused the queue must not start what it brings in.
+                async with self.redis.pipeline(transaction=False) as pipe:
+                    pipe.xreadgroup(GROUP, self.name, {self.keys.stream: ">"}, count=free, block=BLOCK_MS)
+                    pipe.exists(self.keys.paused)
+                    reply, paused = await pipe.execute()
+                self._pause_seen = (time.monotonic(), bool(paused))
                 failures = 0
-                if reply and await self._paused(fresh=True):
+                if reply and paused:
                     # Paused while the read was blocked: keep the entries (pending, ours) until resumed.
                     self._held.update(entry for _stream, entries in reply for entry in entries)
                     continue
@@ -295,15 +300,14 @@ class Consumer:
                 for entry_id, fields in entries:
                     self._accept(entry_id, fields)
 
-    async def _paused(self, fresh: bool = False) -> bool:
-        """Whether an operator paused this queue (`cluster queues pause`); read at most every half second
-        unless ``fresh``.
+    async def _paused(self) -> bool:
+        """Whether an operator paused this queue (`cluster queues pause`); read at most every half second.
 
         A paused queue takes no new entries; the jobs in hand finish and delayed jobs still come due.
         """
         checked_at, paused = self._pause_seen
         now = time.monotonic()
-        if fresh or now - checked_at >= PAUSE_CHECK_EVERY:
+        if now - checked_at >= PAUSE_CHECK_EVERY:
             paused = bool(await self.redis.exists(self.keys.paused))
             self._pause_seen = (now, paused)
         return paused
