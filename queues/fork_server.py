@@ -1,0 +1,246 @@
+"""The queue pools' fork server (a zygote): ``python -m queues.fork_server SETTINGS_JSON FD``.
+
+The supervisor starts it as one of its children, with one end of a socket
+pair as ``FD``. It imports everything a pool process runs (``queues.pool``
+and what that imports, uvloop, the configured jobs module), freezes those
+objects out of the garbage collector's sight (``gc.freeze``: a collection
+would otherwise write to every page that holds one and unshare it), says it
+is ready, then forks a pool process for each request. The pools share the
+preloaded pages copy-on-write instead of each importing its own copy.
+
+Each pool is double-forked: the intermediate child exits at once, so the
+pool process is re-parented to the supervisor (a child subreaper), which
+watches, signals and reaps it as it does a child it spawned. The pool then
+runs exactly what ``python -m queues.pool`` runs (``queues.pool.main``).
+
+The protocol is one JSON line each way (``encode``/``decode``, at most
+``MAX_LINE`` bytes): first ``{"ready": true, "pid": ..., "preloaded": ...}``
+from the server; then per request ``{"argv": [SETTINGS_JSON, PRIORITY],
+"name": ..., "env": {...}, "unset": [...]}`` answered by ``{"pid": N}`` or
+``{"error": "..."}``. When the supervisor closes its end, the server exits.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, NoReturn
+
+from config import Settings, mask_text
+from observability.logs import configure as configure_logs
+from observability.logs import redact_with
+from queues import pool, registry
+from queues.process_control import PR_SET_NAME, PR_SET_PDEATHSIG, prctl
+
+log = logging.getLogger("queues.fork_server")
+MAX_LINE = 64 * 1024
+EXIT_USAGE = 2
+EXIT_ORPHANED = 4
+"""A pool whose supervisor died between the fork and its adoption: nobody would watch it."""
+ADOPTION_POLL = 0.001
+COMM_LENGTH = 15
+
+
+class ProtocolError(ValueError):
+    """A line that is not one JSON object within ``MAX_LINE`` bytes."""
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
+    if len(line) > MAX_LINE:
+        raise ProtocolError(f"a line of {len(line)} bytes is over {MAX_LINE}")
+    return line
+
+
+def decode(line: bytes) -> dict[str, Any]:
+    if len(line) > MAX_LINE or not line.endswith(b"\n"):
+        raise ProtocolError(f"a line over {MAX_LINE} bytes or cut short")
+    try:
+        message = json.loads(line)
+    except ValueError as exc:
+        raise ProtocolError(f"not JSON: {exc}") from None
+    if not isinstance(message, dict):
+        raise ProtocolError("not a JSON object")
+    return message
+
+
+@dataclass(frozen=True)
+class ForkRequest:
+    """What one pool process is: its ``queues.pool`` arguments, its name and its environment's changes."""
+
+    argv: list[str]
+    name: str
+    env: dict[str, str]
+    unset: list[str]
+
+    @classmethod
+    def parse(cls, message: dict[str, Any]) -> "ForkRequest":
+        argv, name = message.get("argv"), message.get("name", "")
+        env, unset = message.get("env", {}), message.get("unset", [])
+        if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
+            raise ProtocolError("argv must be a list of strings")
+        if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            raise ProtocolError("env must map strings to strings")
+        if not (isinstance(unset, list) and all(isinstance(k, str) for k in unset) and isinstance(name, str)):
+            raise ProtocolError("unset must be a list of strings, name a string")
+        return cls(argv, name, env, unset)
+
+
+def preload(settings: Settings) -> str | None:
+    """Import what every pool imports on top of ``queues.pool``; returns the jobs module if it loaded.
+
+    A jobs module that fails to import is left to the pools, which report it
+    and exit as they do when started on their own.
+    """
+    try:
+        import uvloop  # noqa: F401  (the pools' event loop)
+    except ImportError:
+        pass
+    module = settings.queues.jobs_module
+    try:
+        registry.load_jobs_module(module)
+    except Exception:
+        log.exception("cannot preload the jobs module %r; the pools will report it", module)
+        return None
+    return module
+
+
+def _read_line(reader: BinaryIO) -> bytes:
+    """One line, or the first MAX_LINE + 1 bytes of a longer one (the rest is discarded)."""
+    line = reader.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE and not line.endswith(b"\n"):
+        while (rest := reader.readline(MAX_LINE)) and not rest.endswith(b"\n"):
+            pass
+    return line
+
+
+def serve(sock: socket.socket, supervisor: int) -> int:
+    """Answer fork requests until the supervisor closes its end."""
+    reader = sock.makefile("rb")
+    while line := _read_line(reader):
+        try:
+            request = ForkRequest.parse(decode(line))
+            answer: dict[str, Any] = {"pid": fork_pool(request, supervisor, (reader, sock))}
+        except ProtocolError as exc:
+            answer = {"error": f"bad request: {exc}"}
+        except OSError as exc:
+            answer = {"error": f"fork failed: {exc}"}
+        if "error" in answer:
+            log.error("fork request refused: %s", answer["error"])
+        sock.sendall(encode(answer))
+    return 0
+
+
+def fork_pool(request: ForkRequest, supervisor: int, inherited: tuple[Any, ...]) -> int:
+    """Double-fork a pool process; its pid once the intermediate child is gone (it is then the supervisor's)."""
+    read_end, write_end = os.pipe()
+    intermediate = os.fork()
+    if intermediate == 0:
+        code = 1
+        try:
+            os.close(read_end)
+            parent = os.getpid()
+            pid = os.fork()
+            if pid == 0:
+                os.close(write_end)
+                _become_pool(request, parent, supervisor, inherited)
+            os.write(write_end, str(pid).encode())
+            code = 0
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        answer = pipe.read()
+    os.waitpid(intermediate, 0)
+    if not answer.isdigit():
+        raise OSError("the intermediate child died before it forked")
+    return int(answer)
+
+
+def _become_pool(request: ForkRequest, intermediate: int, supervisor: int, inherited: tuple[Any, ...]) -> NoReturn:
+    """In the grandchild: become a pool process exactly as ``python -m queues.pool`` does; never returns."""
+    code: int = 1
+    try:
+        os.setsid()  # its own session, as a spawned pool: a terminal's Ctrl-C reaches only the supervisor
+        _await_adoption(intermediate, supervisor)
+        for thing in inherited:
+            thing.close()
+        for handler in logging.getLogger().handlers:
+            handler.close()
+        _reset_signals()
+        os.environ.update(request.env)
+        for key in request.unset:
+            os.environ.pop(key, None)
+        if request.name:
+            prctl(PR_SET_NAME, request.name[:COMM_LENGTH].encode())
+        sys.argv = [pool.__file__ or "queues.pool", *request.argv]
+        code = pool.main(request.argv)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:
+        traceback.print_exc()
+    finally:
+        logging.shutdown()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
+
+
+def _await_adoption(intermediate: int, supervisor: int) -> None:
+    """Wait for the intermediate child to exit (it does at once), then die with the supervisor.
+
+    The death signal is set only once adopted: the kernel sends it when the
+    parent exits, which the intermediate child's exit would be. If the
+    supervisor died meanwhile, exit: nobody would watch this process.
+    """
+    while os.getppid() == intermediate:
+        time.sleep(ADOPTION_POLL)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != supervisor:
+        os._exit(EXIT_ORPHANED)
+
+
+def _reset_signals() -> None:
+    """The signal state a fresh interpreter starts with (the pool installs its own handlers)."""
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    for sig in (signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or not args[1].isdigit():
+        configure_logs("queue-fork-server")
+        log.error("usage: python -m queues.fork_server SETTINGS_JSON FD, got %r", args)
+        return EXIT_USAGE
+    settings = Settings.model_validate_json(Path(args[0]).read_text())
+    configure_logs("queue-fork-server", settings.server.log_level, settings.logging.format, settings.logging.file)
+    redact_with(mask_text)
+    sock = socket.socket(fileno=int(args[1]))
+    supervisor = os.getppid()
+    preloaded = preload(settings)
+    # Whatever the imports left for the collector goes now, and the survivors are frozen: a pool's
+    # collections then never touch (and unshare) the pages they live on.
+    gc.collect()
+    gc.freeze()
+    sock.sendall(encode({"ready": True, "pid": os.getpid(), "preloaded": preloaded}))
+    log.info("fork server ready", extra={"jobs_module": preloaded, "frozen_objects": gc.get_freeze_count()})
+    return serve(sock, supervisor)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
