@@ -38,6 +38,7 @@ from typing import Any, BinaryIO, NoReturn
 from config import Settings, mask_text
 from observability.logs import configure as configure_logs
 from observability.logs import redact_with
+from observability.logs import reopen as reopen_logs
 from queues import pool, registry
 from queues.process_control import PR_SET_NAME, PR_SET_PDEATHSIG, prctl
 
@@ -230,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = Settings.model_validate_json(Path(args[0]).read_text())
     configure_logs("queue-fork-server", settings.server.log_level, settings.logging.format, settings.logging.file)
     redact_with(mask_text)
+    signal.signal(signal.SIGUSR1, lambda _sig, _frame: reopen_logs())  # the supervisor's logrotate signal
     sock = socket.socket(fileno=int(args[1]))
     supervisor = os.getppid()
     preloaded = preload(settings)
