@@ -7,10 +7,12 @@ killed fork server, and share the preloaded pages a spawned pool holds alone.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,11 +21,14 @@ import psutil
 import pytest
 import redis
 
+from cluster.supervisor import forked
+from cluster.supervisor.children import ChildSpec
+from cluster.supervisor.restart_policy import RestartPolicy
 from config import Settings
 from queues.client import SyncQueueClient
 from queues.keys import QueueKeys
 from queues.policy import lease_seconds
-from tests.support import ClusterProcess, wait_for
+from tests.support import ClusterProcess, cli_env, wait_for
 
 pytestmark = pytest.mark.integration
 POOLS = {"QUEUE_HIGH_WORKERS": "1", "QUEUE_MEDIUM_WORKERS": "1", "QUEUE_LOW_WORKERS": "0",
@@ -127,3 +132,27 @@ def test_a_forked_pool_shares_the_preloaded_pages_a_spawned_pool_holds_alone(
     # forked pool); a spawned pool holds its own copy of them as private pages.
     assert forked_shared > spawned_shared, figures
     assert 2 * forked_private < spawned_private, figures
+
+
+def test_a_pool_starts_the_spawned_way_when_no_fork_server_gets_ready(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(forked, "READY_WAIT", 1.0)
+    silent = [sys.executable, "-c", "import time; time.sleep(120)"]  # never writes its ready line
+
+    async def main() -> bool:
+        server = forked.make_fork_server(
+            ChildSpec("fork-server", "fork-server", [*silent, "-1"], env=cli_env()), RestartPolicy())
+        pool = forked.ForkedChild(
+            ChildSpec("queue-high-0", "queue-high", [*silent, "queues.pool"], env=cli_env()), RestartPolicy(),
+            fork_server=server)
+        server.start()
+        pool.start()
+        try:
+            while pool.pid is None:
+                await asyncio.sleep(0.05)
+            return isinstance(pool.process, asyncio.subprocess.Process)
+        finally:
+            await asyncio.gather(pool.stop(), server.stop())
+
+    assert asyncio.run(main()), "the pool was spawned (an asyncio subprocess), not forked"
+    assert any("starting it as a fresh interpreter instead" in r.getMessage() for r in caplog.records)
