@@ -13,17 +13,13 @@ pool process is re-parented to the supervisor (a child subreaper), which
 watches, signals and reaps it as it does a child it spawned. The pool then
 runs exactly what ``python -m queues.pool`` runs (``queues.pool.main``).
 
-The protocol is one JSON line each way (``encode``/``decode``, at most
-``MAX_LINE`` bytes): first ``{"ready": true, "pid": ..., "preloaded": ...}``
-from the server; then per request ``{"argv": [SETTINGS_JSON, PRIORITY],
-"name": ..., "env": {...}, "unset": [...]}`` answered by ``{"pid": N}`` or
-``{"error": "..."}``. When the supervisor closes its end, the server exits.
+The protocol (``queues.fork_protocol``) is one JSON line each way. When the
+supervisor closes its end, the server exits.
 """
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import signal
@@ -31,7 +27,6 @@ import socket
 import sys
 import time
 import traceback
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
@@ -40,60 +35,15 @@ from observability.logs import configure as configure_logs
 from observability.logs import redact_with
 from observability.logs import reopen as reopen_logs
 from queues import pool, registry
+from queues.fork_protocol import MAX_LINE, ForkRequest, ProtocolError, decode, encode
 from queues.process_control import PR_SET_NAME, PR_SET_PDEATHSIG, prctl
 
 log = logging.getLogger("queues.fork_server")
-MAX_LINE = 64 * 1024
 EXIT_USAGE = 2
 EXIT_ORPHANED = 4
 """A pool whose supervisor died between the fork and its adoption: nobody would watch it."""
 ADOPTION_POLL = 0.001
 COMM_LENGTH = 15
-
-
-class ProtocolError(ValueError):
-    """A line that is not one JSON object within ``MAX_LINE`` bytes."""
-
-
-def encode(message: dict[str, Any]) -> bytes:
-    line = json.dumps(message, separators=(",", ":")).encode() + b"\n"
-    if len(line) > MAX_LINE:
-        raise ProtocolError(f"a line of {len(line)} bytes is over {MAX_LINE}")
-    return line
-
-
-def decode(line: bytes) -> dict[str, Any]:
-    if len(line) > MAX_LINE or not line.endswith(b"\n"):
-        raise ProtocolError(f"a line over {MAX_LINE} bytes or cut short")
-    try:
-        message = json.loads(line)
-    except ValueError as exc:
-        raise ProtocolError(f"not JSON: {exc}") from None
-    if not isinstance(message, dict):
-        raise ProtocolError("not a JSON object")
-    return message
-
-
-@dataclass(frozen=True)
-class ForkRequest:
-    """What one pool process is: its ``queues.pool`` arguments, its name and its environment's changes."""
-
-    argv: list[str]
-    name: str
-    env: dict[str, str]
-    unset: list[str]
-
-    @classmethod
-    def parse(cls, message: dict[str, Any]) -> "ForkRequest":
-        argv, name = message.get("argv"), message.get("name", "")
-        env, unset = message.get("env", {}), message.get("unset", [])
-        if not (isinstance(argv, list) and all(isinstance(a, str) for a in argv)):
-            raise ProtocolError("argv must be a list of strings")
-        if not (isinstance(env, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
-            raise ProtocolError("env must map strings to strings")
-        if not (isinstance(unset, list) and all(isinstance(k, str) for k in unset) and isinstance(name, str)):
-            raise ProtocolError("unset must be a list of strings, name a string")
-        return cls(argv, name, env, unset)
 
 
 def preload(settings: Settings) -> str | None:

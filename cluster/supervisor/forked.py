@@ -18,11 +18,11 @@ import os
 import signal
 import socket
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from cluster.supervisor.children import ChildProcess, ChildSpec, SupervisedChild
 from cluster.supervisor.restart_policy import RestartPolicy
-from queues.fork_server import MAX_LINE, ProtocolError, decode, encode
+from queues.fork_protocol import MAX_LINE, ForkRequest, ProtocolError, decode, encode
 
 log = logging.getLogger("cluster.supervisor.forked")
 READY_WAIT = 60.0
@@ -163,13 +163,10 @@ class ForkServerChild(SupervisedChild):
 
     async def _ask(self, connection: _Connection, spec: ChildSpec) -> int:
         env = spec.env or {}
-        request = {
-            "argv": spec.argv[spec.argv.index("queues.pool") + 1:],
-            "name": spec.name,
-            "env": {k: v for k, v in env.items() if self.env.get(k) != v},
-            "unset": [k for k in self.env if k not in env],
-        }
-        connection.writer.write(encode(request))
+        request = ForkRequest(argv=spec.argv[spec.argv.index("queues.pool") + 1:], name=spec.name,
+                              env={k: v for k, v in env.items() if self.env.get(k) != v},
+                              unset=[k for k in self.env if k not in env])
+        connection.writer.write(encode(asdict(request)))
         await connection.writer.drain()
         line = await asyncio.wait_for(connection.reader.readline(), ANSWER_WAIT)
         if not line:
