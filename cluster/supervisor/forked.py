@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from cluster.supervisor.children import ChildProcess, ChildSpec, SupervisedChild
 from cluster.supervisor.restart_policy import RestartPolicy
-from queues.fork_protocol import MAX_LINE, ForkRequest, ProtocolError, decode, encode
+from queues.fork_protocol import MAX_LINE, ForkRequest, decode, encode
 
 log = logging.getLogger("cluster.supervisor.forked")
 READY_WAIT = 60.0
@@ -120,7 +120,7 @@ class ForkServerChild(SupervisedChild):
     async def _await_ready(self, connection: _Connection) -> None:
         try:
             ready = decode(await connection.reader.readline()).get("ready") is True
-        except (ProtocolError, ConnectionError):
+        except (ValueError, ConnectionError):  # ProtocolError, or a line over the reader's limit
             ready = False
         async with self._changed:
             connection.ready, connection.broken = ready, not ready
@@ -137,7 +137,8 @@ class ForkServerChild(SupervisedChild):
 
     def _usable(self) -> _Connection | None:
         conn = self._connection
-        return conn if conn is not None and conn.ready and not conn.broken else None
+        usable = conn is not None and conn.ready and not conn.broken and conn.pid == self.pid  # still running
+        return conn if usable else None
 
     async def fork(self, spec: ChildSpec) -> int:
         """A pool process for ``spec`` (its argv after ``-m queues.pool``); ForkUnavailable if none can be had."""
@@ -154,7 +155,7 @@ class ForkServerChild(SupervisedChild):
                 assert connection is not None
                 try:
                     return await self._ask(connection, spec)
-                except (ConnectionError, ProtocolError, TimeoutError) as exc:
+                except (ConnectionError, ValueError, TimeoutError) as exc:
                     # It died (or hangs): wait for its successor (the supervision loop starts one).
                     log.warning("fork server %d did not answer (%s)", connection.pid, exc)
                     connection.broken = True
