@@ -27,6 +27,7 @@ import socket
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, NoReturn
 
@@ -41,8 +42,9 @@ from queues.process_control import PR_SET_NAME, PR_SET_PDEATHSIG, prctl
 log = logging.getLogger("queues.fork_server")
 EXIT_USAGE = 2
 EXIT_ORPHANED = 4
-"""A pool whose supervisor died between the fork and its adoption: nobody would watch it."""
+"""A pool nobody would watch: its supervisor died before adopting it, or its fork server before answering."""
 ADOPTION_POLL = 0.001
+GO = b"1"
 COMM_LENGTH = 15
 
 
@@ -78,22 +80,32 @@ def serve(sock: socket.socket, supervisor: int) -> int:
     """Answer fork requests until the supervisor closes its end."""
     reader = sock.makefile("rb")
     while line := _read_line(reader):
+        go = -1
         try:
             request = ForkRequest.parse(decode(line))
-            answer: dict[str, Any] = {"pid": fork_pool(request, supervisor, (reader, sock))}
+            pid, go = fork_pool(request, supervisor, (reader, sock))
+            answer: dict[str, Any] = {"pid": pid}
         except ProtocolError as exc:
             answer = {"error": f"bad request: {exc}"}
         except OSError as exc:
             answer = {"error": f"fork failed: {exc}"}
         if "error" in answer:
             log.error("fork request refused: %s", answer["error"])
-        sock.sendall(encode(answer))
+        try:
+            sock.sendall(encode(answer))
+            if go >= 0:
+                os.write(go, GO)
+        finally:
+            if go >= 0:
+                os.close(go)
     return 0
 
 
-def fork_pool(request: ForkRequest, supervisor: int, inherited: tuple[Any, ...]) -> int:
-    """Double-fork a pool process; its pid once the intermediate child is gone (it is then the supervisor's)."""
+def fork_pool(request: ForkRequest, supervisor: int, inherited: tuple[Any, ...]) -> tuple[int, int]:
+    """Double-fork a pool process: its pid once the intermediate child is gone (it is then the supervisor's),
+    and the pipe to write ``GO`` to once the supervisor has that pid (the pool waits for it)."""
     read_end, write_end = os.pipe()
+    go_read, go_write = os.pipe()
     intermediate = os.fork()
     if intermediate == 0:
         code = 1
@@ -103,26 +115,43 @@ def fork_pool(request: ForkRequest, supervisor: int, inherited: tuple[Any, ...])
             pid = os.fork()
             if pid == 0:
                 os.close(write_end)
-                _become_pool(request, parent, supervisor, inherited)
+                os.close(go_write)
+                _become_pool(request, _Lineage(parent, supervisor, go_read), inherited)
             os.write(write_end, str(pid).encode())
             code = 0
         finally:
             os._exit(code)
     os.close(write_end)
+    os.close(go_read)
     with os.fdopen(read_end, "rb") as pipe:
         answer = pipe.read()
     os.waitpid(intermediate, 0)
     if not answer.isdigit():
+        os.close(go_write)
         raise OSError("the intermediate child died before it forked")
-    return int(answer)
+    return int(answer), go_write
 
 
-def _become_pool(request: ForkRequest, intermediate: int, supervisor: int, inherited: tuple[Any, ...]) -> NoReturn:
+@dataclass(frozen=True)
+class _Lineage:
+    """What a pool process knows of its making: who forked it, who must adopt it, where its go-ahead comes."""
+
+    intermediate: int
+    supervisor: int
+    go: int
+
+
+def _become_pool(request: ForkRequest, lineage: _Lineage, inherited: tuple[Any, ...]) -> NoReturn:
     """In the grandchild: become a pool process exactly as ``python -m queues.pool`` does; never returns."""
     code: int = 1
     try:
         os.setsid()  # its own session, as a spawned pool: a terminal's Ctrl-C reaches only the supervisor
-        _await_adoption(intermediate, supervisor)
+        _await_adoption(lineage.intermediate, lineage.supervisor)
+        # Run only once the supervisor knows our pid: a fork server killed before it answered leaves
+        # no pool the supervisor does not watch.
+        with os.fdopen(lineage.go, "rb") as go:
+            if go.read(len(GO)) != GO:
+                os._exit(EXIT_ORPHANED)
         for thing in inherited:
             thing.close()
         for handler in logging.getLogger().handlers:
