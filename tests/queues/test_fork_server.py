@@ -156,3 +156,21 @@ def test_a_pool_starts_the_spawned_way_when_no_fork_server_gets_ready(
 
     assert asyncio.run(main()), "the pool was spawned (an asyncio subprocess), not forked"
     assert any("starting it as a fresh interpreter instead" in r.getMessage() for r in caplog.records)
+
+
+def test_orphans_adopted_by_the_supervisor_are_reaped(cluster_factory: Callable[..., ClusterProcess]) -> None:
+    """As the pools' subreaper, the supervisor also adopts the HTTP workers of a killed arbiter: no zombie stays."""
+    cluster = cluster_factory("--jobs", "tests.queues.jobs", env=POOLS, workers=2, queues=True)
+    assert cluster.proc is not None
+    workers = cluster.worker_pids()
+    arbiter = _running(cluster, "http")
+    os.kill(arbiter, signal.SIGKILL)
+    _running(cluster, "http", not_pid=arbiter)
+
+    def zombies() -> list[int]:
+        assert cluster.proc is not None
+        return [p.pid for p in psutil.Process(cluster.proc.pid).children() if p.status() == psutil.STATUS_ZOMBIE]
+
+    wait_for(lambda: not any(psutil.pid_exists(pid) for pid in workers), 60, 0.2,
+             "the orphaned workers to exit and be reaped")
+    assert zombies() == []
