@@ -98,10 +98,13 @@ class SupervisedChild:
             try:
                 await self._spawn()
             except OSError as exc:
-                log.error("cannot start %s: %s", self.spec.name, exc, extra={"child": self.spec.name})
+                if not self._stop_requested.is_set():
+                    log.error("cannot start %s: %s", self.spec.name, exc, extra={"child": self.spec.name})
                 code: int | None = None
             else:
                 assert self.process is not None
+                if self._stop_requested.is_set():  # stop() came while it was starting, and could not signal it
+                    self.send_signal(self.spec.stop_signal)
                 code = await self.process.wait()
                 mark_dead(self.process.pid)
             self.last_exit = code

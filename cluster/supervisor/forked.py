@@ -36,6 +36,10 @@ class ForkUnavailable(Exception):
     """The fork server is not there to fork (not ready in time, or it died while asked)."""
 
 
+class ForkAbandoned(OSError):
+    """The pool was stopped while it waited for the fork server: no process, and nothing to log."""
+
+
 class ForkedProcess:
     """A pool process the fork server forked, adopted by the supervisor: what ``ChildProcess`` asks for.
 
@@ -140,18 +144,24 @@ class ForkServerChild(SupervisedChild):
         usable = conn is not None and conn.ready and not conn.broken and conn.pid == self.pid  # still running
         return conn if usable else None
 
-    async def fork(self, spec: ChildSpec) -> int:
-        """A pool process for ``spec`` (its argv after ``-m queues.pool``); ForkUnavailable if none can be had."""
+    async def fork(self, spec: ChildSpec, abandon: asyncio.Event) -> int:
+        """A pool process for ``spec`` (its argv after ``-m queues.pool``); ForkUnavailable if none can be had.
+
+        Waiting for a ready fork server ends when ``abandon`` is set (and ``wake`` called): the pool is stopping.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + READY_WAIT
         async with self._asking:
             while True:
                 async with self._changed:
                     try:
-                        await asyncio.wait_for(self._changed.wait_for(self._usable), deadline - loop.time())
+                        await asyncio.wait_for(self._changed.wait_for(lambda: self._usable() or abandon.is_set()),
+                                               deadline - loop.time())
                     except TimeoutError:
                         raise ForkUnavailable(f"no fork server ready within {READY_WAIT:.0f}s") from None
                     connection = self._usable()
+                if abandon.is_set():
+                    raise ForkAbandoned("stopping before it started")
                 assert connection is not None
                 try:
                     return await self._ask(connection, spec)
@@ -177,6 +187,11 @@ class ForkServerChild(SupervisedChild):
             return int(answer["pid"])
         raise OSError(f"the fork server refused: {answer.get('error')}")
 
+    async def wake(self) -> None:
+        """Have every pool waiting for a ready fork server look again (one of them is stopping)."""
+        async with self._changed:
+            self._changed.notify_all()
+
     async def stop(self) -> int | None:
         code = await super().stop()
         await self._drop()
@@ -192,11 +207,17 @@ class ForkedChild(SupervisedChild):
     async def _start_process(self) -> ChildProcess:
         assert self.fork_server is not None
         try:
-            return ForkedProcess(await self.fork_server.fork(self.spec))
+            return ForkedProcess(await self.fork_server.fork(self.spec, self._stop_requested))
         except ForkUnavailable as exc:
             log.warning("%s: %s; starting it as a fresh interpreter instead", self.spec.name, exc,
                         extra={"child": self.spec.name})
             return await super()._start_process()
+
+    async def stop(self) -> int | None:
+        self._stop_requested.set()
+        if self.fork_server is not None:
+            await self.fork_server.wake()
+        return await super().stop()
 
 
 def fork_server_spec(settings_path: str, env: dict[str, str], stop_timeout: float) -> ChildSpec:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -134,19 +135,28 @@ def test_a_forked_pool_shares_the_preloaded_pages_a_spawned_pool_holds_alone(
     assert 2 * forked_private < spawned_private, figures
 
 
+SILENT = [sys.executable, "-c", "import time; time.sleep(3600)"]
+"""A process that never writes the fork server's ready line."""
+
+
+def _silent_server_and_pool() -> tuple[forked.ForkServerChild, forked.ForkedChild]:
+    """A fork server that never gets ready, and a pool that asks it for its process; both started."""
+    server = forked.make_fork_server(
+        ChildSpec("fork-server", "fork-server", [*SILENT, "-1"], env=cli_env()), RestartPolicy())
+    pool = forked.ForkedChild(
+        ChildSpec("queue-high-0", "queue-high", [*SILENT, "queues.pool"], env=cli_env()), RestartPolicy(),
+        fork_server=server)
+    server.start()
+    pool.start()
+    return server, pool
+
+
 def test_a_pool_starts_the_spawned_way_when_no_fork_server_gets_ready(
         monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setattr(forked, "READY_WAIT", 1.0)
-    silent = [sys.executable, "-c", "import time; time.sleep(120)"]  # never writes its ready line
 
     async def main() -> bool:
-        server = forked.make_fork_server(
-            ChildSpec("fork-server", "fork-server", [*silent, "-1"], env=cli_env()), RestartPolicy())
-        pool = forked.ForkedChild(
-            ChildSpec("queue-high-0", "queue-high", [*silent, "queues.pool"], env=cli_env()), RestartPolicy(),
-            fork_server=server)
-        server.start()
-        pool.start()
+        server, pool = _silent_server_and_pool()
         try:
             while pool.pid is None:
                 await asyncio.sleep(0.05)
@@ -174,3 +184,24 @@ def test_orphans_adopted_by_the_supervisor_are_reaped(cluster_factory: Callable[
     wait_for(lambda: not any(psutil.pid_exists(pid) for pid in workers), 60, 0.2,
              "the orphaned workers to exit and be reaped")
     assert zombies() == []
+
+
+def test_a_pool_stopped_while_it_waits_for_the_fork_server_starts_nothing(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(forked, "READY_WAIT", 3600.0)
+
+    async def main() -> None:
+        server, pool = _silent_server_and_pool()
+        try:
+            while not server._asking.locked():  # the pool waits for the fork server's ready line
+                await asyncio.sleep(0.05)
+            # A hang guard, not a speed bound: without the wake-up the stop would wait READY_WAIT (an hour).
+            stopping = asyncio.ensure_future(pool.stop())
+            done, _ = await asyncio.wait({stopping}, timeout=120)
+            assert stopping in done, "the pool's stop waited for the fork server"
+            assert pool.process is None and pool.state == "stopped"
+        finally:
+            await server.stop()
+
+    asyncio.run(main())
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a stop is not a failed start"
