@@ -153,6 +153,8 @@ class QueueSettings(Section):
     max_delay: float = Field(7 * 24 * 3600.0, gt=0, description="longest delay (or time ahead for at=) of a job (s)")
     max_payload_bytes: int = Field(64 * 1024, ge=1, description="largest encoded args+kwargs of a job (bytes)")
     max_rss_mb: int | None = Field(None, ge=1, description="a queue consumer over it finishes its jobs and is replaced")
+    fork_server: bool = Field(True, description="fork the pool processes from one preloaded process (shared pages); "
+                              "false: each starts a fresh interpreter")
 
     @model_validator(mode="before")
     @classmethod

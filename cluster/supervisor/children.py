@@ -3,27 +3,39 @@
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import logging
 import os
 import signal
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
 from cluster.supervisor.restart_policy import RestartPolicy
 from observability.metrics import CHILD_RESTARTS, mark_dead
+from queues.process_control import PR_SET_PDEATHSIG, prctl
 
 log = logging.getLogger("cluster.supervisor.children")
-_PR_SET_PDEATHSIG = 1
 
 
 def _die_with_parent() -> None:
     """In the child before exec: get SIGTERM if the supervisor dies, so nothing is orphaned."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+class ChildProcess(Protocol):
+    """What the supervisor uses of a child process: asyncio's, or one the fork server forked for it."""
+
+    @property
+    def pid(self) -> int: ...
+
+    @property
+    def returncode(self) -> int | None: ...
+
+    async def wait(self) -> int: ...
+
+    def kill(self) -> None: ...
 
 
 @dataclass
@@ -45,7 +57,7 @@ class SupervisedChild:
 
     spec: ChildSpec
     policy: RestartPolicy
-    process: asyncio.subprocess.Process | None = None
+    process: ChildProcess | None = None
     state: str = "new"
     started_at: float | None = None
     restarts: int = 0
@@ -63,7 +75,14 @@ class SupervisedChild:
         self._task = asyncio.create_task(self._supervise(), name=f"supervise-{self.spec.name}")
 
     async def _spawn(self) -> None:
-        self.process = await asyncio.create_subprocess_exec(
+        self.process = await self._start_process()
+        self.started_at = time.time()
+        self.state = "running"
+        log.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
+
+    async def _start_process(self) -> ChildProcess:
+        """A fresh process running ``spec.argv`` (a subclass may start it another way)."""
+        return await asyncio.create_subprocess_exec(
             *self.spec.argv,
             env=self.spec.env,
             stdin=asyncio.subprocess.DEVNULL,
@@ -73,19 +92,19 @@ class SupervisedChild:
             start_new_session=True,
             pass_fds=self.spec.pass_fds,
         )
-        self.started_at = time.time()
-        self.state = "running"
-        log.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
 
     async def _supervise(self) -> None:
         while not self._stop_requested.is_set():
             try:
                 await self._spawn()
             except OSError as exc:
-                log.error("cannot start %s: %s", self.spec.name, exc, extra={"child": self.spec.name})
+                if not self._stop_requested.is_set():
+                    log.error("cannot start %s: %s", self.spec.name, exc, extra={"child": self.spec.name})
                 code: int | None = None
             else:
                 assert self.process is not None
+                if self._stop_requested.is_set():  # stop() came while it was starting, and could not signal it
+                    self.send_signal(self.spec.stop_signal)
                 code = await self.process.wait()
                 mark_dead(self.process.pid)
             self.last_exit = code

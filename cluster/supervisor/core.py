@@ -160,9 +160,10 @@ class Supervisor:
         r = self.settings.restart
         return RestartPolicy(r.backoff_initial, r.backoff_max, r.crash_loop_deaths, r.crash_loop_window)
 
-    def add_child(self, spec: ChildSpec) -> SupervisedChild:
-        """Supervise one more child (started by `run` or at once when running)."""
-        child = SupervisedChild(spec, self.restart_policy())
+    def add_child(self, spec: ChildSpec,
+                  make: Callable[[ChildSpec, RestartPolicy], SupervisedChild] = SupervisedChild) -> SupervisedChild:
+        """Supervise one more child (started by `run` or at once when running); ``make`` builds its handle."""
+        child = make(spec, self.restart_policy())
         self.children[spec.name] = child
         return child
 

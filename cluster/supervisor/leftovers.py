@@ -27,11 +27,14 @@ def redis_pidfile(state_dir: Path) -> Path:
 
 
 def old_consumers(settings_path: Path) -> list[psutil.Process]:
-    """Queue pool processes started for this state dir (their command line names its settings file)."""
+    """Queue pool processes started for this state dir (their command line names its settings file).
+
+    A forked pool keeps its fork server's command line (``queues.fork_server``).
+    """
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if "queues.pool" in cmdline and str(settings_path) in cmdline:
+        if {"queues.pool", "queues.fork_server"} & set(cmdline) and str(settings_path) in cmdline:
             found.append(proc)
     return found
 

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import sys
 from pathlib import Path
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import redis.asyncio
@@ -23,6 +24,9 @@ from aiohttp import web
 
 from cluster.component import Host
 from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.forked import ForkedChild, ForkServerChild, fork_server_spec, make_fork_server
+from cluster.supervisor.restart_policy import RestartPolicy
+from cluster.supervisor.subreaper import OrphanReaper, become_subreaper
 from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
 from cluster.safe_files import write_file
 from config import PRIORITIES, Settings
@@ -39,7 +43,8 @@ class ChildHost(Host, Protocol):
 
     def child_env(self, role: str) -> dict[str, str]: ...
 
-    def add_child(self, spec: ChildSpec) -> SupervisedChild: ...
+    def add_child(self, spec: ChildSpec,
+                  make: Callable[[ChildSpec, RestartPolicy], SupervisedChild] = SupervisedChild) -> SupervisedChild: ...
 
     def settle_redis_url(self, url: str) -> None:
         """Make ``url`` the effective ``redis.url`` every child reads (before any child starts)."""
@@ -103,6 +108,8 @@ class QueueTier:
         self.url: str | None = None
         self.pools: list[SupervisedChild] = []
         self.redis_child: SupervisedChild | None = None
+        self.fork_server: ForkServerChild | None = None
+        self._reaper: OrphanReaper | None = None
         self.problems: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -153,6 +160,7 @@ class QueueTier:
     def _add_pools(self) -> None:
         sup = self.supervisor
         queues = sup.settings.queues
+        make = self._pool_maker() if queues.fork_server else SupervisedChild
         for priority in PRIORITIES:
             pool = queues.pool(priority)
             for index in range(pool.workers):
@@ -162,7 +170,23 @@ class QueueTier:
                     argv=[sys.executable, "-m", "queues.pool", str(sup.settings_path), priority],
                     env=sup.child_env(f"queue-{priority}"),
                     stop_timeout=pool.timeout + queues.kill_grace + STOP_MARGIN,
-                )))
+                ), make))
+
+    def _pool_maker(self) -> Callable[[ChildSpec, RestartPolicy], SupervisedChild]:
+        """Pools forked by a fork server the supervisor runs (it must be their subreaper), else spawned."""
+        sup = self.supervisor
+        if not any(sup.settings.queues.pool(p).workers for p in PRIORITIES):
+            return SupervisedChild
+        if not become_subreaper():
+            log.warning("queue pools start as fresh interpreters: the supervisor cannot adopt forked ones")
+            return SupervisedChild
+        self._reaper = OrphanReaper(lambda: {c.process.pid for c in sup.children.values() if c.process})
+        self._reaper.start()
+        spec = fork_server_spec(str(sup.settings_path), sup.child_env("fork-server"), STOP_MARGIN)
+        server = sup.add_child(spec, make_fork_server)
+        assert isinstance(server, ForkServerChild)
+        self.fork_server = server
+        return lambda spec, policy: ForkedChild(spec, policy, fork_server=server)
 
     def _stop_timeout(self) -> float:
         """The longest a pool may take to stop (its jobs' timeout, the kill grace and a margin)."""
@@ -194,6 +218,10 @@ class QueueTier:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*(pool.stop() for pool in self.pools))
+        if self.fork_server is not None:
+            await self.fork_server.stop()
+        if self._reaper is not None:
+            self._reaper.stop()
         if self.redis_child is not None:
             await self.redis_child.stop()
 
@@ -204,6 +232,7 @@ class QueueTier:
             "reason": self.reason or None,
             "problems": self.problems,
             "pools": {p: self.supervisor.settings.queues.pool(p).workers for p in PRIORITIES} if self.pools else {},
+            "pool_start": ("fork-server" if self.fork_server else "spawn") if self.pools else None,
         }
 
     async def reload(self) -> None:

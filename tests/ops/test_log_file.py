@@ -1,5 +1,5 @@
 """--log-file survives logrotate: after the file is moved and SIGUSR1 sent to the supervisor,
-every process of the tree (supervisor, arbiter, HTTP workers, queue pools) writes to a new file."""
+every process of the tree (supervisor, arbiter, HTTP workers, queue pools, fork server) writes to a new file."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def test_every_process_reopens_the_log_file_on_sigusr1(tmp_path: Path) -> None:
         # the tree minus redis-server, which logs to our stdout
         pids = {status["supervisor"]["pid"]} | {row["pid"] for row in status["processes"]
                                                if row["pid"] and row["group"] != "redis"}
-        assert len(pids) == 5, status["processes"]  # supervisor, arbiter, 2 workers, 1 queue pool
+        # supervisor, arbiter, 2 workers, 1 queue pool and the fork server it was forked from
+        assert len(pids) == 6, status["processes"]
         wait_for(lambda: _holders(pids, log_file) == pids, 30, 0.1, "every process to log to the file")
         first = [json.loads(line) for line in log_file.read_text().splitlines()]
         assert {"supervisor", "http-arbiter", "queue-high"} <= {line["role"] for line in first}
