@@ -83,8 +83,10 @@ def test_the_supervisor_alone_probes_and_every_process_follows_its_view(
     os.kill(cluster.proc.pid, signal.SIGSTOP)
     try:
         wait_for(lambda: connections(pg_cluster, "primary").get(HEALTH, 0) > 1, 60, 0.2,
-                 "the workers to probe for themselves while the view is stale")
-        assert any(s["health_source"] == "own probes" for s in statuses(cluster, 16))
+                 "the children to probe for themselves while the view is stale")
+        # Each process notices on its own round: the pools may be first, the HTTP workers follow.
+        wait_for(lambda: any(s["health_source"] == "own probes" for s in statuses(cluster, 16)), 60, 0.2,
+                 "an HTTP worker to say it probes for itself")
     finally:
         os.kill(cluster.proc.pid, signal.SIGCONT)
     wait_for(lambda: connections(pg_cluster, "primary").get(HEALTH, 0) == 1, 60, 0.2,
