@@ -1,4 +1,4 @@
-"""aiohttp's gunicorn workers with two fixes: gunicorn's listen backlog, and a clean close under uvloop.
+"""aiohttp's gunicorn workers with gunicorn's listen backlog, and a uvloop worker that accepts in batches.
 
 Backlog: aiohttp's worker serves each inherited listener through ``web.SockSite``,
 whose ``loop.create_server(sock=...)`` calls ``listen()`` again with SockSite's
@@ -8,26 +8,24 @@ SYNs are retried after 1, 3 and 7 s: multi-second tails. ``listen()`` on a
 listening socket only resizes its queue, so once the sites serve (the first
 heartbeat) each listener is resized back to ``cfg.backlog``.
 
-Close: uvloop takes the file descriptor of a socket it serves and closes it
-itself when the server closes; it then calls ``close()`` on the object it was
-given. Given gunicorn's socket wrapper, that second close hits a dead
-descriptor and gunicorn logs ``Error while closing socket [Errno 9] Bad file
-descriptor`` at every stop. A plain ``socket.socket`` duplicate is one uvloop
-knows how to hand over, and gunicorn's own object stays valid until the worker exits.
+uvloop: libuv accepts one connection per loop iteration, which leaves new
+connections seconds in the accept queue under load (see ``workers.batch_accept``).
+The uvloop worker runs ``BatchAcceptLoop``, whose servers accept in batches
+from gunicorn's listener without re-listening it (so its backlog stays) and
+without taking its descriptor (uvloop's own servers close it, and gunicorn then
+logs ``Bad file descriptor`` at every stop).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
 
-from aiohttp.worker import GunicornUVLoopWebWorker, GunicornWebWorker
+from aiohttp.worker import GunicornWebWorker
 
 
-class _BacklogMixin:
-    """Restores gunicorn's listen backlog on every listener once aiohttp's sites serve."""
+class AsyncioWorker(GunicornWebWorker):
+    """aiohttp's asyncio worker with gunicorn's backlog."""
 
-    sockets: list[Any]
-    cfg: Any
     _backlog_restored = False
 
     def notify(self) -> None:
@@ -36,16 +34,18 @@ class _BacklogMixin:
             self._backlog_restored = True
             for listener in self.sockets:
                 listener.listen(self.cfg.backlog)
-        super().notify()  # type: ignore[misc]
+        super().notify()
 
 
-class AsyncioWorker(_BacklogMixin, GunicornWebWorker):
-    """aiohttp's asyncio worker with gunicorn's backlog."""
+class UVLoopWorker(GunicornWebWorker):
+    """aiohttp's worker on uvloop (as aiohttp's GunicornUVLoopWebWorker) with batched accepts."""
 
+    def init_process(self) -> None:
+        from workers.batch_accept import BatchAcceptPolicy  # imports uvloop: only this worker runs it
 
-class UVLoopWorker(_BacklogMixin, GunicornUVLoopWebWorker):
-    """aiohttp's uvloop worker with gunicorn's backlog, serving duplicates of gunicorn's sockets."""
-
-    def run(self) -> None:
-        self.sockets = [listener.sock.dup() for listener in self.sockets]
-        super().run()
+        try:
+            asyncio.get_event_loop().close()  # the loop inherited through fork, before the policy changes
+        except RuntimeError:
+            pass
+        asyncio.set_event_loop_policy(BatchAcceptPolicy())
+        super().init_process()
