@@ -59,12 +59,13 @@ log = logging.getLogger("queues.consumer")
 BLOCK_MS = 1000
 READ_GATHER = 0.002
 FLUSH_GATHER = 0.002
-MOVE_EVERY = 0.2
+MOVE_EVERY = 0.5
 MOVE_BATCH = 500
 GAUGES_EVERY = 2.0
 RECLAIM_EVERY = 0.5
 CLAIM_BATCH = 500
 WATCH_EVERY = 0.25
+WATCH_IDLE_EVERY = 1.0
 DYING_FLUSH_TIMEOUT = 5.0
 PLANNED_EXIT_TTL = 600
 DEAD_MAX = 10_000
@@ -148,7 +149,8 @@ class Consumer:
             ("processed", metrics.PROCESSED), ("failed", metrics.FAILED),
             ("retried", metrics.RETRIED), ("dead", metrics.DEAD), ("rerun", metrics.RERUN))}
         self._duration = metrics.DURATION.labels(priority)
-        self.watchdog = LoopWatchdog(self._on_loop_blocked, metrics.LOOP_LAG.labels(priority))
+        self.watchdog = LoopWatchdog(self._on_loop_blocked, metrics.LOOP_LAG.labels(priority),
+                                     busy=lambda: bool(self.running))
         self._pause_seen = (0.0, False)
         # Entries a blocked read delivered after an operator paused the queue: pending on this
         # consumer, in hand like running jobs (lease renewed, never reaped), started on resume.
@@ -389,7 +391,8 @@ class Consumer:
     async def _watch_loop(self) -> None:
         """Find async jobs still running ``kill_grace`` past their timeout: they ignored the cancellation."""
         while True:
-            await asyncio.sleep(WATCH_EVERY)
+            # idle, nothing can be overdue; a job that starts during the idle sleep is checked at most 1 s late
+            await asyncio.sleep(WATCH_EVERY if self.running else WATCH_IDLE_EVERY)
             now = time.monotonic()
             for entry_id, job in list(self.running.items()):
                 over = now - job.started - job.timeout
