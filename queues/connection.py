@@ -12,12 +12,13 @@ from typing import Any
 
 import redis
 import redis.asyncio
+import redis.asyncio.retry
 import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
+import redis.retry
 
 from config.masking import mask_url
 
@@ -42,16 +43,18 @@ class RedisFull(QueueUnavailable):
         super().__init__(f"cannot enqueue {name!r}: Redis is full (its maxmemory is reached); try again later")
 
 
-def _options(max_connections: int, socket_timeout: float | None = None) -> dict[str, Any]:
+def _options(kind: str, max_connections: int, socket_timeout: float | None = None) -> dict[str, Any]:
     # A few quick retries ride over a restart or failover; beyond them the
-    # caller gets QueueUnavailable instead of hanging.
+    # caller gets QueueUnavailable instead of hanging. An asyncio client needs
+    # asyncio's Retry: the sync one returns the coroutine unawaited and retries nothing.
+    retry = redis.asyncio.retry.Retry if kind == "async" else redis.retry.Retry
     return {
         "decode_responses": True,
         "socket_timeout": socket_timeout,
         "max_connections": max_connections,
         "socket_connect_timeout": 2.0,
         "health_check_interval": 30,
-        "retry": Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
+        "retry": retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries=3),
         "retry_on_error": [RedisConnectionError, RedisTimeoutError],
     }
 
@@ -86,7 +89,7 @@ def _master(kind: str, url: str, max_connections: int) -> Any:
     addresses, master, db, password = parsed
     redis_class = redis.asyncio.Redis if kind == "async" else redis.Redis
     return _sentinel(kind, addresses).master_for(master, redis_class=redis_class, db=db, password=password,
-                                                 **_options(max_connections))
+                                                 **_options(kind, max_connections))
 
 
 def async_client(url: str, max_connections: int = 32, blocking: bool = True) -> redis.asyncio.Redis:
@@ -97,14 +100,14 @@ def async_client(url: str, max_connections: int = 32, blocking: bool = True) -> 
     if parse_sentinel_url(url):
         return _master("async", url, max_connections)  # type: ignore[no-any-return]
     if blocking:
-        pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=30, **_options(max_connections))
+        pool = redis.asyncio.BlockingConnectionPool.from_url(url, timeout=30, **_options("async", max_connections))
     else:
-        pool = redis.asyncio.ConnectionPool.from_url(url, **_options(max_connections))
+        pool = redis.asyncio.ConnectionPool.from_url(url, **_options("async", max_connections))
     return redis.asyncio.Redis(connection_pool=pool)
 
 
 def sync_client(url: str, max_connections: int = 8, socket_timeout: float | None = None) -> redis.Redis:
     if parse_sentinel_url(url):
         return _master("sync", url, max_connections)  # type: ignore[no-any-return]
-    pool = redis.BlockingConnectionPool.from_url(url, timeout=30, **_options(max_connections, socket_timeout))
+    pool = redis.BlockingConnectionPool.from_url(url, timeout=30, **_options("sync", max_connections, socket_timeout))
     return redis.Redis(connection_pool=pool)

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 
 import pytest
+import redis.asyncio
 
 from config import Settings
 from queues.client import QueueClient, QueueFull, SyncQueueClient
@@ -250,5 +251,35 @@ def test_a_result_that_is_not_json_fails_the_job_at_once_and_an_empty_priority_i
         assert await client.redis.llen("no-json") == 1, "the handler is not run again"
         assert await client.redis.zcard(QueueKeys("medium").delayed) == 0 and await client.dead_entries() == []
         await client.close()
+
+    asyncio.run(main())
+
+
+def test_single_enqueues_in_a_crowd_and_after_their_connections_are_killed(
+        make_settings: Callable[..., Settings]) -> None:
+    """One enqueue at a time goes over a held connection, the ones that find it busy through the pool:
+    a crowd of them all land, and after every connection of the client is killed the next ones reconnect
+    (the asyncio clients retry: they once had the sync Retry, which retried nothing)."""
+    settings = make_settings()
+
+    async def main() -> None:
+        client = QueueClient(settings)
+        admin = redis.asyncio.Redis.from_url(settings.redis.url or "")
+        try:
+            sequential = [await client.enqueue("tests.queues.jobs.add", i, 1) for i in range(5)]
+            crowd = await asyncio.gather(*(client.enqueue("tests.queues.jobs.add", i, 2) for i in range(50)))
+            assert all(job.created for job in [*sequential, *crowd])
+            assert len({job.id for job in [*sequential, *crowd]}) == 55
+            assert await client.redis.xlen(QueueKeys("medium").stream) == 55
+
+            killed = await admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+            assert killed >= 2, "the held connection and the pool's"
+            after = [await client.enqueue("tests.queues.jobs.add", i, 3) for i in range(3)]
+            after += await asyncio.gather(*(client.enqueue("tests.queues.jobs.add", i, 4) for i in range(10)))
+            assert all(job.created for job in after)
+            assert await client.redis.xlen(QueueKeys("medium").stream) == 68
+        finally:
+            await admin.aclose()
+            await client.close()
 
     asyncio.run(main())
