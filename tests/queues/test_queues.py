@@ -283,3 +283,24 @@ def test_single_enqueues_in_a_crowd_and_after_their_connections_are_killed(
             await client.close()
 
     asyncio.run(main())
+
+
+def test_a_long_job_is_marked_running_with_its_consumer_and_start(make_settings: Callable[..., Settings]) -> None:
+    settings = make_settings()
+
+    async def main() -> None:
+        client = QueueClient(settings)
+        before = time.time()
+        job = await client.enqueue("tests.queues.jobs.sleepy", "sleepy-runs", 30.0)
+
+        async def marked(c: QueueClient) -> dict | None:
+            view = await c.get_job(job.id)
+            return view if view and view["state"] == "running" else None
+
+        view = await consume_until(settings, ["medium"], marked)
+        assert view["consumer"] == "test-medium"
+        started = float((await client.redis.lrange("sleepy-runs", 0, 0))[0].split(":")[1])
+        assert before <= view["started_at"] <= started, "the start is when the consumer took the job"
+        await client.close()
+
+    asyncio.run(main())
