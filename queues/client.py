@@ -110,6 +110,7 @@ class _Jobs:
         self._keys = {p: QueueKeys(p) for p in PRIORITIES}
         self._script_keys = {p: [k.stream, k.delayed, k.stats] for p, k in self._keys.items()}
         self._kinds: dict[tuple[str, str | None], tuple[registry.JobSpec, str, EnvelopeTemplate]] = {}
+        self._enqueued = {p: metrics.ENQUEUED.labels(p) for p in PRIORITIES}
 
     def _kind(self, name: str, priority: str | None) -> tuple[str, EnvelopeTemplate]:
         spec = registry.get(name)
@@ -183,7 +184,7 @@ class _Jobs:
                     created += code
                     outcomes[position] = Enqueued(job_id, call.priority, state, created=code == 1)
             if created:
-                metrics.ENQUEUED.labels(call.priority).inc(created)
+                self._enqueued[call.priority].inc(created)
         return outcomes  # type: ignore[return-value]
 
     def batch(self, jobs: Iterable[JobRequest]) -> tuple[list[BatchOutcome | None], list[_Call]]:
@@ -297,14 +298,15 @@ class QueueClient:
         self.redis = client or async_client(settings.redis.url or "")
         self._enqueue = self.redis.register_script(ENQUEUE)
         self._jobs = _Jobs(settings)
-        # One connection held for single enqueues: checking one out of the blocking pool per call
-        # costs more than the round trip (redis-py 8: ~3,900 script calls/s through the pool, ~6,100
-        # on a held connection). Calls that find it busy go through the pool as before.
-        self._lane = self.redis.client()
+        # One connection held for single enqueues, their EVALSHA written and read on it directly:
+        # redis-py's command path (pool checkout, retry wrapper, instrumentation) costs the client more
+        # CPU than the round trip itself. Calls that find it busy, and a call it fails, take that path.
+        self._lane: redis.asyncio.Connection | None = None
         self._lane_busy = False
 
     async def close(self) -> None:
-        await self._lane.aclose()
+        if self._lane is not None:
+            await self.redis.connection_pool.release(self._lane)
         await self.redis.aclose()
 
     async def enqueue(self, name: str, *args: Any, priority: str | None = None, delay: float | None = None,
@@ -363,13 +365,27 @@ class QueueClient:
         return replies, replicas
 
     async def _send_one(self, call: _Call) -> Any:
-        if self._lane_busy:
-            return await self._enqueue(keys=call.keys, args=call.argv)
-        self._lane_busy = True
-        try:
-            return await self._enqueue(keys=call.keys, args=call.argv, client=self._lane)
-        finally:
-            self._lane_busy = False
+        if not self._lane_busy:
+            self._lane_busy = True
+            try:
+                return await self._lane_call(call)
+            except (NoScriptError, *UNAVAILABLE_ERRORS):
+                # NOSCRIPT: nothing ran. A lost connection: the client's path below reconnects and retries,
+                # and if the first send did land, the job's id finds it (an existing job adds nothing).
+                pass
+            finally:
+                self._lane_busy = False
+        return await self._enqueue(keys=call.keys, args=call.argv)
+
+    async def _lane_call(self, call: _Call) -> Any:
+        """The call's EVALSHA on the held connection; redis-py's read drops the connection on any error but
+        a Redis error reply (raised as ResponseError), so a reply never lands on the next call."""
+        conn = self._lane
+        if conn is None:
+            conn = self._lane = await self.redis.connection_pool.get_connection()
+        await conn.send_packed_command(conn.pack_command("EVALSHA", self._enqueue.sha, len(call.keys), *call.keys,
+                                                         *call.argv), check_health=False)
+        return await conn.read_response()
 
     async def get_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's state, attempts and result or error; None when unknown (or expired)."""

@@ -196,6 +196,17 @@ def test_a_flushed_script_is_loaded_again(make_settings: Callable[..., Settings]
     client.redis.script_flush()
     assert client.enqueue("tests.queues.jobs.add", 3, 3).created
     assert client.redis.xlen(QueueKeys("medium").stream) == 4
+
+    async def single_async_enqueues() -> None:  # the async client's held connection, then NOSCRIPT on it
+        aclient = QueueClient(client.settings)
+        assert (await aclient.enqueue("tests.queues.jobs.add", 4, 4)).created
+        client.redis.script_flush()
+        assert (await aclient.enqueue("tests.queues.jobs.add", 5, 5)).created
+        assert (await aclient.enqueue("tests.queues.jobs.add", 6, 6)).created
+        await aclient.close()
+
+    asyncio.run(single_async_enqueues())
+    assert client.redis.xlen(QueueKeys("medium").stream) == 7
     client.close()
 
 
