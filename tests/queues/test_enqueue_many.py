@@ -203,10 +203,16 @@ def test_a_flushed_script_is_loaded_again(make_settings: Callable[..., Settings]
         client.redis.script_flush()
         assert (await aclient.enqueue("tests.queues.jobs.add", 5, 5)).created
         assert (await aclient.enqueue("tests.queues.jobs.add", 6, 6)).created
+        client.redis.script_flush()
+        # concurrent ones: all but one go on the shared pipelined connection, NOSCRIPT and all
+        outcomes = await asyncio.gather(*(aclient.enqueue("tests.queues.jobs.add", i, i, job_id=f"c-{i % 40}")
+                                          for i in range(60)))
+        assert sorted(o.id for o in outcomes if o.created) == sorted(f"c-{i}" for i in range(40))
+        assert all(o.state == "queued" for o in outcomes)
         await aclient.close()
 
     asyncio.run(single_async_enqueues())
-    assert client.redis.xlen(QueueKeys("medium").stream) == 7
+    assert client.redis.xlen(QueueKeys("medium").stream) == 47
     client.close()
 
 
