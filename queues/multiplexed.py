@@ -8,7 +8,7 @@ and one reader task hands the replies out in order. 32 jobs of a consumer that e
 cost it 18-32 µs apiece this way.
 
 What cannot share a connection takes redis-py's own path on a pooled one: commands that block it
-(``BLPOP``, ``XREAD ... BLOCK``, ``WAIT``) or change its state (``SELECT``, ``WATCH``, ``MULTI``,
+(``BLPOP``, ``XREADGROUP ... BLOCK``, ``WAIT``) or change its state (``SELECT``, ``WATCH``, ``MULTI``,
 ``CLIENT``, ``SUBSCRIBE``), pipelines and pub/sub (which never come here), and calls from another event
 loop. When the shared connection fails, every command on it is sent again on a fresh one, and if that
 fails too, through redis-py's path, which reconnects and retries with backoff: for a command that had
@@ -31,8 +31,7 @@ from queues.connection import UNAVAILABLE_ERRORS
 
 OWN_CONNECTION = frozenset({
     # block the connection until something happens
-    "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP",
-    "XREAD", "XREADGROUP", "WAIT", "WAITAOF", "DEBUG",
+    "BLPOP", "BRPOP", "BRPOPLPUSH", "BLMOVE", "BLMPOP", "BZPOPMIN", "BZPOPMAX", "BZMPOP", "WAIT", "WAITAOF", "DEBUG",
     # change the connection's state, or leave it
     "SELECT", "AUTH", "HELLO", "RESET", "CLIENT", "READONLY", "READWRITE", "QUIT", "HIMPORT",
     "MULTI", "EXEC", "DISCARD", "WATCH", "UNWATCH",
@@ -40,14 +39,18 @@ OWN_CONNECTION = frozenset({
     "SYNC", "PSYNC", "SHUTDOWN",
 })
 """Commands sent on a connection of their own (first word of the command, upper case)."""
+BLOCKING_WITH_OPTION = frozenset({"XREAD", "XREADGROUP"})
+"""Commands that block only when given ``BLOCK``."""
 
 
-def shares_connection(command: str | bytes) -> bool:
-    """Whether a command may go on the shared connection (``command`` is redis-py's first argument,
-    which may hold two words: "CLIENT SETNAME")."""
-    if isinstance(command, bytes):
-        command = command.decode()
-    return command.split(" ", 1)[0].upper() not in OWN_CONNECTION
+def shares_connection(args: tuple[Any, ...]) -> bool:
+    """Whether a command (redis-py's arguments, whose first may hold two words: "CLIENT SETNAME") may go
+    on the shared connection."""
+    command = args[0].decode() if isinstance(args[0], bytes) else args[0]
+    word = command.split(" ", 1)[0].upper()
+    if word in BLOCKING_WITH_OPTION:
+        return not any(isinstance(arg, str) and arg.upper() == "BLOCK" for arg in args[1:])
+    return word not in OWN_CONNECTION
 
 
 class _Answered:
@@ -157,7 +160,7 @@ class MultiplexedRedis(redis.asyncio.Redis):
     _lane: _Lane | None = None
 
     async def execute_command(self, *args: Any, **options: Any) -> Any:
-        if shares_connection(args[0]):
+        if shares_connection(args):
             for _ in range(2):  # a fresh shared connection once after a lost one, then redis-py's path
                 lane = self._lane_here()
                 if lane is None:

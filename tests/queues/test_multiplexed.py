@@ -36,10 +36,13 @@ def connections_last_running(url: str, command: str) -> list[dict[str, str]]:
 
 
 def test_which_commands_take_a_connection_of_their_own() -> None:
-    assert shares_connection("INCR") and shares_connection("hgetall") and shares_connection(b"EVALSHA")
-    assert not shares_connection("BLPOP") and not shares_connection("XREADGROUP")
-    assert not shares_connection("CLIENT SETNAME") and not shares_connection("watch")
-    assert not shares_connection(b"SUBSCRIBE") and not shares_connection("MULTI")
+    assert shares_connection(("INCR", "a")) and shares_connection(("hgetall", "h"))
+    assert shares_connection((b"EVALSHA", "sha", 0))
+    assert shares_connection(("XREADGROUP", "GROUP", "g", "c", "COUNT", 5, "STREAMS", "s", ">"))
+    assert not shares_connection(("XREADGROUP", "GROUP", "g", "c", "BLOCK", 1000, "STREAMS", "s", ">"))
+    assert not shares_connection(("BLPOP", "l", 0)) and not shares_connection(("XREAD", "block", 0, "STREAMS", "s", 0))
+    assert not shares_connection(("CLIENT SETNAME", "n")) and not shares_connection(("watch", "k"))
+    assert not shares_connection((b"SUBSCRIBE", "c")) and not shares_connection(("MULTI",))
 
 
 def test_concurrent_commands_get_their_own_replies_over_one_connection(redis_url: str) -> None:
