@@ -49,9 +49,10 @@ from queues.connection import UNAVAILABLE_ERRORS, sync_client
 from queues.context import JobContext, set_current
 from queues.envelope import FIELD, Envelope, decode
 from queues.execute import HandlerRunner, HungHandler, JobTimeout
+from queues.failures import TRACEBACK_MAX, Failure, decide, queue_writes
 from queues.keys import GROUP, QueueKeys
 from queues.multiplexed import MultiplexedRedis
-from queues.policy import backoff_delay, crashed_out, lease_seconds, reap_interval, should_retry
+from queues.policy import backoff_delay, lease_seconds, reap_interval
 from queues.scripts import ACK_DONE, CLAIM_CONSUMER, MOVE_DUE
 from queues.watchdog import LoopWatchdog
 from db import Router
@@ -72,37 +73,11 @@ RUNNING_MARK_AFTER = 0.5
 marking them costs a hash write and an expiry each, a third of what a short job costs Redis."""
 DYING_FLUSH_TIMEOUT = 5.0
 PLANNED_EXIT_TTL = 600
-DEAD_MAX = 10_000
-TRACEBACK_MAX = 8000
-ATTEMPT_FAILURES = ("failed", "timeout", "result is not JSON")
 
 
 class ConsumerDied(RuntimeError):
     """One of the consumer's loops ended on an exception; the process must be replaced."""
 PAUSE_CHECK_EVERY = 0.5
-
-
-@dataclass
-class Failure:
-    """A run that did not succeed (or an entry that cannot run), waiting to be flushed.
-
-    ``outcome`` is set by ``Consumer._classify``: ``retry`` (a later attempt,
-    after backoff), ``requeue`` (the same attempt again, now: its consumer
-    died), ``failed`` (final, kept in the job's state only) or ``dead``.
-    """
-
-    entry_id: str
-    error: str
-    traceback: str = ""
-    envelope: Envelope | None = None
-    raw: str | None = None
-    reason: str = "failed"
-    outcome: str = "dead"
-
-    @property
-    def ran(self) -> bool:
-        """The handler ran and this counts as a failed attempt."""
-        return self.envelope is not None and self.reason in ATTEMPT_FAILURES
 
 
 Start = tuple[str, str, float]
@@ -477,7 +452,7 @@ class Consumer:
                                                  args=self._ack_args(list(self.done)), client=pipe)
             now = time.time()
             for failure in failures:
-                self._queue_failure(pipe, failure, now)
+                queue_writes(pipe, failure, self.keys, self.settings.queues, now)
             pipe.set(self.keys.planned_exit(self.name), failures[0].entry_id, ex=PLANNED_EXIT_TTL)
             pipe.execute()
         finally:
@@ -487,19 +462,8 @@ class Consumer:
 
     def _classify(self, failure: Failure) -> None:
         """Decide the failure's outcome; count and log it."""
+        decide(failure)
         envelope = failure.envelope
-        if failure.reason == "crashed":
-            assert envelope is not None
-            if crashed_out(envelope.crashes):
-                failure.reason = f"crashed its consumer {envelope.crashes} times"
-            else:
-                failure.outcome = "requeue"
-        elif failure.reason == "result is not JSON":
-            failure.outcome = "failed"
-        elif failure.ran and should_retry(envelope.attempt, envelope.max_retries):  # type: ignore[union-attr]
-            failure.outcome = "retry"
-        elif failure.reason == "failed":
-            failure.reason = "retries exhausted"
         if failure.ran:
             self._m["failed"].inc()
         job_id = envelope.id if envelope else failure.entry_id
@@ -525,55 +489,6 @@ class Consumer:
         self._classify(failure)
         self.failures.append(failure)
         self._flush_needed.set()
-
-    def _queue_failure(self, pipe: Any, failure: Failure, now: float) -> None:
-        """Add the failure's writes to ``pipe`` (async or sync pipeline: the calls are the same)."""
-        keys, envelope = self.keys, failure.envelope
-        if failure.ran:
-            pipe.hincrby(keys.stats, "failed", 1)
-        if failure.outcome == "retry":
-            assert envelope is not None
-            due = now + backoff_delay(envelope.attempt, self.settings.queues.backoff_base,
-                                      self.settings.queues.backoff_max)
-            following = envelope.next_attempt(due)
-            job_key = keys.job(envelope.id)
-            pipe.hset(job_key, mapping={"state": "retrying", "envelope": following.encode(),
-                                        "attempts": envelope.attempt, "error": failure.error})
-            pipe.expire(job_key, QUEUED_JOB_TTL)
-            pipe.zadd(keys.delayed, {envelope.id: int(due * 1000)})
-            pipe.hincrby(keys.stats, "retried", 1)
-        elif failure.outcome == "requeue":
-            assert envelope is not None
-            payload = envelope.encode()
-            pipe.xadd(keys.stream, {FIELD: payload})
-            pipe.hset(keys.job(envelope.id), mapping={"state": "queued", "envelope": payload,
-                                                      "crashes": envelope.crashes})
-            pipe.expire(keys.job(envelope.id), QUEUED_JOB_TTL)
-            pipe.hincrby(keys.stats, "rerun", 1)
-        elif failure.outcome == "failed":
-            assert envelope is not None
-            pipe.hset(keys.job(envelope.id), mapping={"state": "failed", "attempts": envelope.attempt,
-                                                      "error": failure.error, "finished_at": now})
-            pipe.expire(keys.job(envelope.id), int(self.settings.queues.result_ttl))
-        else:
-            pipe.xadd(keys.dead, {
-                FIELD: failure.raw if envelope is None else envelope.encode(),
-                "job_id": envelope.id if envelope else "",
-                "name": envelope.name if envelope else "",
-                "reason": failure.reason,
-                "error": failure.error,
-                "traceback": failure.traceback[-TRACEBACK_MAX:],
-                "attempts": envelope.attempt if envelope else 0,
-                "failed_at": now,
-            }, maxlen=DEAD_MAX, approximate=True)
-            pipe.hincrby(keys.stats, "dead", 1)
-            if envelope is not None:
-                job_key = keys.job(envelope.id)
-                pipe.hset(job_key, mapping={"state": "dead", "attempts": envelope.attempt,
-                                            "error": failure.error, "finished_at": now})
-                pipe.expire(job_key, int(self.settings.queues.result_ttl))
-        pipe.xack(keys.stream, GROUP, failure.entry_id)
-        pipe.xdel(keys.stream, failure.entry_id)
 
     def _ack_args(self, done: list[Any], running: Sequence[tuple[str, float]] = ()) -> list[Any]:
         """ACK_DONE's arguments: ``done`` acknowledged, the jobs ``running`` (job id, start) marked running."""
@@ -628,7 +543,7 @@ class Consumer:
                 await self._ack(keys=stream_keys, client=pipe, args=self._ack_args(done, running))
                 now = time.time()
                 for failure in failures:
-                    self._queue_failure(pipe, failure, now)
+                    queue_writes(pipe, failure, self.keys, self.settings.queues, now)
                 await pipe.execute()
         except BaseException:
             self.done[:0], self.failures[:0], self.starts[:0] = done, failures, due

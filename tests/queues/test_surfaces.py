@@ -67,6 +67,8 @@ def test_cli_enqueue_and_dead_letter_requeue_and_purge(make_settings: Callable[.
     status = json.loads(run_cli("queues", "status", "--json", "--state-dir", state).stdout)
     assert status["medium"]["dead"] == 2 and status["medium"]["dead_letter_size"] == 0
     assert status["medium"]["processed"] == 1
+    # two runs (retries=0), each a failed attempt although it was the last
+    assert (status["medium"]["failed"], status["medium"]["retried"]) == (2, 0)
 
 
 def test_http_tier_with_the_queue_tier_off_says_so() -> None:

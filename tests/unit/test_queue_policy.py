@@ -12,7 +12,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.supervisor.queue_tier import eviction_problems
-from queues.envelope import DecodeError, Envelope, decode
+from config.settings import QueueSettings
+from queues.envelope import FIELD, DecodeError, Envelope, decode
+from queues.failures import Failure, decide, queue_writes
+from queues.keys import GROUP, QueueKeys
 from queues import identity
 from queues.policy import CRASH_LIMIT, backoff_delay, crashed_out, lease_seconds, reap_interval, should_retry
 
@@ -93,3 +96,52 @@ def test_eviction_problems() -> None:
     assert eviction_problems("noeviction", "7.0.15") == []
     assert "evict" in eviction_problems("allkeys-lru", "7.2.0")[0]
     assert "older than 7.0" in eviction_problems(None, "6.2.6")[0]
+
+
+def _failure(reason: str = "failed", attempt: int = 1, max_retries: int = 2, crashes: int = 0) -> Failure:
+    envelope = Envelope(id="j1", name="m.f", priority="high", attempt=attempt, max_retries=max_retries,
+                        crashes=crashes)
+    return Failure("1-0", "boom", envelope=envelope, reason=reason)
+
+
+@pytest.mark.parametrize(("failure", "outcome", "reason"), [
+    (_failure(attempt=1, max_retries=2), "retry", "failed"),
+    (_failure(attempt=3, max_retries=2), "dead", "retries exhausted"),
+    (_failure("timeout", attempt=1, max_retries=1), "retry", "timeout"),
+    (_failure("timeout", attempt=2, max_retries=1), "dead", "timeout"),
+    (_failure("result is not JSON", attempt=1, max_retries=5), "failed", "result is not JSON"),
+    (_failure("crashed", crashes=CRASH_LIMIT - 1), "requeue", "crashed"),
+    (_failure("crashed", crashes=CRASH_LIMIT), "dead", f"crashed its consumer {CRASH_LIMIT} times"),
+    (Failure("1-0", "undecodable payload", raw="{", reason="undecodable"), "dead", "undecodable"),
+])
+def test_a_failure_is_retried_run_again_kept_or_dead_lettered(failure: Failure, outcome: str, reason: str) -> None:
+    decide(failure)
+    assert (failure.outcome, failure.reason) == (outcome, reason)
+
+
+class RecordingPipe:
+    """Records pipeline calls by name (the writes are plain pipeline calls: no Redis needed to read them)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[object, ...], dict[str, object]]] = []
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return lambda *args, **kwargs: self.calls.append((name, args, kwargs))
+
+
+@pytest.mark.parametrize(("failure", "writes"), [
+    (_failure(attempt=1), ["hincrby", "hset", "expire", "zadd", "hincrby", "xack", "xdel"]),
+    (_failure("crashed", crashes=1), ["xadd", "hset", "expire", "hincrby", "xack", "xdel"]),
+    (_failure(attempt=3), ["hincrby", "xadd", "hincrby", "hset", "expire", "xack", "xdel"]),
+    (Failure("1-0", "undecodable payload", raw="{", reason="undecodable"), ["xadd", "hincrby", "xack", "xdel"]),
+])
+def test_every_outcome_acknowledges_its_entry(failure: Failure, writes: list[str]) -> None:
+    """Also: a failed run counts as a failed attempt, the last one (retries exhausted) too."""
+    decide(failure)
+    pipe = RecordingPipe()
+    queue_writes(pipe, failure, QueueKeys("high"), QueueSettings(), 1000.0)
+    assert [name for name, _args, _kwargs in pipe.calls] == writes
+    assert pipe.calls[-2][1] == (QueueKeys("high").stream, GROUP, "1-0")
+    if failure.outcome == "dead":
+        dead = next(args[1] for name, args, _ in pipe.calls if name == "xadd")
+        assert dead["reason"] == failure.reason and dead[FIELD] == (failure.raw or failure.envelope.encode())
