@@ -301,18 +301,19 @@ class QueueClient:
         self._jobs = _Jobs(settings)
         # One connection held for single enqueues, their EVALSHA written and read on it directly:
         # redis-py's command path (pool checkout, retry wrapper, instrumentation) costs the client more
-        # CPU than the round trip itself. Calls that find it busy, and a call it fails, go on the
-        # pipelined connection the process's other tasks share (a reader task in between: dearer for one
-        # caller at a time, far cheaper for many at once).
+        # CPU than the round trip itself. Calls that find it busy, and a call it fails, go on the shared
+        # pipelined connection (a reader task in between: dearer for one caller at a time, far cheaper
+        # for many at once).
         self._lane: redis.asyncio.Connection | None = None
         self._lane_busy = False
-        self._shared = MultiplexedRedis(connection_pool=self.redis.connection_pool)
-        self._enqueue_shared = self._shared.register_script(ENQUEUE)
+        self.shared = MultiplexedRedis(connection_pool=self.redis.connection_pool)
+        """The process's short commands on one pipelined connection (also what jobs get as current_job().redis)."""
+        self._enqueue_shared = self.shared.register_script(ENQUEUE)
 
     async def close(self) -> None:
         if self._lane is not None:
             await self.redis.connection_pool.release(self._lane)
-        await self._shared.aclose()
+        await self.shared.aclose()
         await self.redis.aclose()
 
     async def enqueue(self, name: str, *args: Any, priority: str | None = None, delay: float | None = None,

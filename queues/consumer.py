@@ -51,7 +51,6 @@ from queues.envelope import FIELD, Envelope, decode
 from queues.execute import HandlerRunner, HungHandler, JobTimeout
 from queues.failures import TRACEBACK_MAX, Failure, decide, queue_writes
 from queues.keys import GROUP, QueueKeys
-from queues.multiplexed import MultiplexedRedis
 from queues.policy import backoff_delay, lease_seconds, reap_interval
 from queues.scripts import ACK_DONE, CLAIM_CONSUMER, MOVE_DUE
 from queues.watchdog import LoopWatchdog
@@ -104,8 +103,6 @@ class Consumer:
         self.priority = priority
         self.client = client
         self.redis = client.redis
-        # What jobs get as current_job().redis: their short commands share one pipelined connection.
-        self.job_redis = MultiplexedRedis(connection_pool=self.redis.connection_pool)
         self.keys = QueueKeys(priority)
         pool = settings.queues.pool(priority)
         self.concurrency = pool.concurrency
@@ -180,7 +177,6 @@ class Consumer:
             task.cancel()
         await asyncio.gather(*guards, return_exceptions=True)
         self.runner.shutdown()
-        await self.job_redis.aclose()
         log.info("consumer stopped", extra={"queue": self.priority, "consumer": self.name})
         if self.died:
             raise ConsumerDied(self.died)
@@ -375,7 +371,7 @@ class Consumer:
         return JobContext(
             id=envelope.id, name=envelope.name, priority=envelope.priority, attempt=envelope.attempt,
             max_retries=envelope.max_retries, request_id=envelope.request_id,
-            settings=self.settings, redis=self.job_redis, db=self.db,
+            settings=self.settings, redis=self.client.shared, db=self.db,
         )
 
     # -- the watchdog: stuck and blocking jobs -----------------------------------

@@ -101,7 +101,12 @@ class _Lane:
                 batch, self.queued = self.queued, deque()
                 chunks: list[bytes] = []
                 for future, args, raw in batch:
-                    chunks.extend(self.conn.pack_command(*args))
+                    try:
+                        chunks.extend(self.conn.pack_command(*args))
+                    except Exception as exc:  # an argument redis-py cannot encode: its caller's error alone
+                        if not future.done():
+                            future.set_exception(exc)
+                        continue
                     self.in_flight.append((future, raw))
                 self.has_in_flight.set()
                 await self.conn.send_packed_command(chunks, check_health=False)

@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 import redis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import DataError
 from redis.exceptions import ResponseError
 
 from queues.connection import async_client
@@ -74,9 +75,14 @@ def test_an_error_reply_goes_to_its_caller_only(redis_url: str) -> None:
                                            return_exceptions=True)
             assert replies[0] == 1 and replies[2] == 2
             assert isinstance(replies[1], ResponseError) and "WRONGTYPE" in str(replies[1])
+            # an argument redis-py cannot encode fails its own call, not the connection the others share
+            replies = await asyncio.wait_for(asyncio.gather(
+                client.incr("a"), client.set("b", {"not": "encodable"}), client.incr("a"), return_exceptions=True),
+                HANG_GUARD)
+            assert replies[0] == 3 and replies[2] == 4 and isinstance(replies[1], DataError)
             script = client.register_script("return redis.call('INCRBY', KEYS[1], ARGV[1])")
             await client.script_flush()
-            assert await script(keys=["a"], args=[10]) == 12  # NOSCRIPT reaches the script object, which loads it
+            assert await script(keys=["a"], args=[10]) == 14  # NOSCRIPT reaches the script object, which loads it
 
     asyncio.run(main())
 
