@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:
     from aiohttp import web
 
-    from config import Settings
+    from cluster.config import Settings
 
 
 class Host(Protocol):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from cluster.monitoring.alerts import AlertBook, Lifecycle, Notification, Thresholds
 from cluster.monitoring.channels import Grouper
-from config import load
+from cluster.config import load
 
 INTERVAL = 5.0  # monitoring.metrics_interval's default
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from config.settings import DatabaseSettings, ReplicaSettings, Settings
+from cluster.config.settings import DatabaseSettings, ReplicaSettings, Settings
 from tests.support import ROOT, wait_for
 
 SCRIPT = ROOT / "scripts" / "pg-cluster"

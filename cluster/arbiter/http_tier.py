@@ -33,11 +33,11 @@ from cluster.arbiter import socket_activation
 from cluster.arbiter.exits import EXITS_SOCKET, ExitReporter, exit_reason
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
 from cluster.safe_files import write_file
-from config import Settings, mask_text
-from observability.logs import configure, process_handler, redact_with, reopen, set_role
-from observability.metrics import CHILD_RESTARTS, mark_dead
-from workers.app import build_runner
-from workers.state import WORKER_STATE
+from cluster.config import Settings, mask_text
+from cluster.observability.logs import configure, process_handler, redact_with, reopen, set_role
+from cluster.observability.metrics import CHILD_RESTARTS, mark_dead
+from cluster.workers.app import build_runner
+from cluster.workers.state import WORKER_STATE
 
 TARGET_FILE = "http.target"
 log = logging.getLogger("cluster.arbiter.http_tier")
@@ -61,8 +61,8 @@ def worker_class(event_loop: str) -> str:
     """aiohttp's uvloop worker for ``uvloop`` (``auto``: when uvloop is installed), else its asyncio worker,
     both listening with gunicorn's backlog (``workers.gunicorn_worker``)."""
     if event_loop == "uvloop" or (event_loop == "auto" and importlib.util.find_spec("uvloop") is not None):
-        return "workers.gunicorn_worker.UVLoopWorker"
-    return "workers.gunicorn_worker.AsyncioWorker"
+        return "cluster.workers.gunicorn_worker.UVLoopWorker"
+    return "cluster.workers.gunicorn_worker.AsyncioWorker"
 
 
 def heartbeat_dir(settings: Settings) -> str | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from observability.process import CpuMeter
+from cluster.observability.process import CpuMeter
 
 
 @dataclass(frozen=True)

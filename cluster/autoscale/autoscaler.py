@@ -21,7 +21,7 @@ from cluster.autoscale import metrics as autoscale_metrics
 from cluster.autoscale.policy import Decision, Mode, Sample, ScaleState, cooldown_remaining, current_penalty, \
     decide, external_change
 from cluster.autoscale.signals import SystemCpu, bound_ports, free_memory_mb, listen_backlog, worker_cpu
-from observability.process import CpuMeter
+from cluster.observability.process import CpuMeter
 
 if TYPE_CHECKING:
     from cluster.component import Host

@@ -47,7 +47,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-from config.settings import AutoscaleSettings
+from cluster.config.settings import AutoscaleSettings
 
 Mode = Literal["auto", "manual"]
 Direction = Literal["up", "down"]

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from observability.process import Reading
+from cluster.observability.process import Reading
 
 
 @dataclass(frozen=True)

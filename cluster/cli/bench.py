@@ -10,12 +10,12 @@ from typing import Any
 import click
 from rich.console import Console
 
-from loadgen.mix import (METHODS, Endpoint, MixError, check_url, json_body, load_mix, parse_headers,
+from cluster.loadgen.mix import (METHODS, Endpoint, MixError, check_url, json_body, load_mix, parse_headers,
                                   with_json_content_type)
-from loadgen.orchestrator import MODES, BenchConfig, BenchError, default_procs, run_bench
-from loadgen.plot import PlotUnavailable, plot_report, require_matplotlib
-from loadgen.report import ProgressBar, print_report
-from loadgen.schedule import stress_steps
+from cluster.loadgen.orchestrator import MODES, BenchConfig, BenchError, default_procs, run_bench
+from cluster.loadgen.plot import PlotUnavailable, plot_report, require_matplotlib
+from cluster.loadgen.report import ProgressBar, print_report
+from cluster.loadgen.schedule import stress_steps
 
 EXIT_USAGE = 2
 

@@ -16,7 +16,7 @@ CLI_TIMEOUT = 5.0  # an operator waits longer than a request does
 
 
 def _with_cache(state_dir: str | None, config_file: str | None, action: Callable[[Any], Awaitable[T]]) -> T:
-    from resilience.cache import ResilientCache
+    from cluster.resilience.cache import ResilientCache
 
     settings = running_settings(state_dir, config_file)
     url = settings.cache.url or settings.redis.url

@@ -13,7 +13,7 @@ from typing import Any, NoReturn
 
 import click
 
-from config import ConfigError, LoadedConfig, Settings, load
+from cluster.config import ConfigError, LoadedConfig, Settings, load
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -48,7 +48,7 @@ def state_dir_of(state_dir: str | None, config_file: str | None) -> str:
 
 def call(state_dir: str, method: str, path: str, payload: dict[str, Any] | None = None) -> Any:
     """One control-API request to the supervisor of ``state_dir``; exit 1 with its error."""
-    from workers import control_client
+    from cluster.workers import control_client
 
     try:
         return asyncio.run(control_client.call(state_dir, method, path, payload, timeout=CONTROL_TIMEOUT))

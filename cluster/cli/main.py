@@ -18,7 +18,7 @@ from rich.table import Table
 
 from cluster.cli.common import EXIT_CONFIG, call, config_option, fail, load_or_exit, state_dir_of, state_dir_option
 from cluster.cli.lazy import LazyGroup
-from config import LoadedConfig, effective
+from cluster.config import LoadedConfig, effective
 
 
 def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
@@ -47,6 +47,7 @@ def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
     "systemd": ("cluster.cli.systemd", "systemd_group", "systemd units for this install: print or install them."),
     "cache": ("cluster.cli.cache", "cache_group", "The Redis cache: status, clear by tag or pattern."),
 })
+@click.version_option(package_name="cluster", prog_name="cluster")
 def main() -> None:
     """cluster: a supervised gunicorn + aiohttp runtime with priority job queues."""
 
@@ -89,7 +90,7 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
         overrides["logging.file"] = str(Path(log_file).absolute())
     loaded = load_or_exit(config_file, overrides)
     warnings = _preflight_or_exit(loaded)
-    from observability.multiproc import use_multiprocess_dir
+    from cluster.observability.multiproc import use_multiprocess_dir
 
     # The supervisor empties this directory before any of its metrics is written.
     use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))
@@ -97,8 +98,8 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     from cluster.cli.features import install
     from cluster.supervisor.core import Supervisor, SupervisorError
     from cluster.supervisor.state_dir import StateDirError
-    from config import mask_text
-    from observability.logs import configure, redact_with
+    from cluster.config import mask_text
+    from cluster.observability.logs import configure, redact_with
 
     logs = loaded.settings.logging
     configure("supervisor", loaded.settings.server.log_level, logs.format, logs.file)

@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from cluster.cli.common import config_option, fail, state_dir_of, state_dir_option
-from workers import control_client
+from cluster.workers import control_client
 
 _STATE_STYLE = {"ok": "green", "warning": "yellow", "critical": "bold red"}
 _LEVEL_STYLE = {"excellent": "green", "good": "green", "degraded": "yellow", "critical": "bold red"}

@@ -13,15 +13,15 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.cli.common import EXIT_CONFIG, config_option, control, fail, running_settings, state_dir_option
-from config import PRIORITIES, Settings
+from cluster.config import PRIORITIES, Settings
 
 T = TypeVar("T")
 
 
 def _run(settings: Settings, action: Callable[[Any], Awaitable[T]]) -> T:
     """Run ``action(client)`` with a queue client; clear errors instead of tracebacks."""
-    from queues.client import QueueClient
-    from queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
+    from cluster.queues.client import QueueClient
+    from cluster.queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
 
     async def main() -> T:
         client = QueueClient(settings)
@@ -75,8 +75,8 @@ def status(as_json: bool, state_dir: str | None, config_file: str | None) -> Non
 def enqueue(name: str, priority: str | None, args_json: str, kwargs_json: str, delay: float | None,
             job_id: str | None, jobs_module: str | None, state_dir: str | None, config_file: str | None) -> None:
     """Enqueue job NAME."""
-    from queues import registry
-    from queues.client import QueueFull
+    from cluster.queues import registry
+    from cluster.queues.client import QueueFull
 
     try:
         args, kwargs = json.loads(args_json), json.loads(kwargs_json)
@@ -168,7 +168,7 @@ def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all
 def delayed(queue: str | None, purge: bool, limit: int, as_json: bool, state_dir: str | None,
             config_file: str | None) -> None:
     """List the delayed jobs, soonest due first, or purge them."""
-    from queues.delayed import delayed_jobs, purge_delayed
+    from cluster.queues.delayed import delayed_jobs, purge_delayed
 
     settings = running_settings(state_dir, config_file)
     if purge:

@@ -22,8 +22,8 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.cli.common import config_option, fail, load_or_exit, state_dir_option
-from config import Settings
-from config.urls import bind_url
+from cluster.config import Settings
+from cluster.config.urls import bind_url
 
 
 class StatusError(Exception):
@@ -32,7 +32,7 @@ class StatusError(Exception):
 
 def _endpoint(bind: str) -> tuple[str, str | None]:
     """(URL of the status endpoint, unix socket path or None) for a bind address."""
-    from workers.db_routes import STATUS_PATH  # loads psycopg: only when this command runs
+    from cluster.workers.db_routes import STATUS_PATH  # loads psycopg: only when this command runs
 
     return bind_url(bind, STATUS_PATH)
 
@@ -101,7 +101,7 @@ def status(as_json: bool, probe: bool, state_dir: str | None, config_file: str |
     settings = load_or_exit(config_file).settings
     try:
         if probe:
-            from db.router import probe_status
+            from cluster.db.router import probe_status
 
             body = asyncio.run(probe_status(settings)) or {
                 "enabled": False, "hosts": [], "reason": "no database.url (DATABASE_URL) is configured"}

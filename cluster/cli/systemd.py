@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from config import PRIORITIES, Settings
+from cluster.config import PRIORITIES, Settings
 
 DEFAULT_CONFIG = "/etc/cluster/cluster.toml"
 DEFAULT_DEST = "/etc/systemd/system"

@@ -144,7 +144,7 @@ async def ack_alert(sup: "Supervisor", params: Params) -> dict[str, Any]:
 
 
 async def queue_call(call: Awaitable[Any]) -> Any:
-    from queues.connection import UNAVAILABLE_ERRORS
+    from cluster.queues.connection import UNAVAILABLE_ERRORS
 
     try:
         return await call

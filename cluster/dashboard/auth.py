@@ -15,7 +15,7 @@ import secrets
 import time
 from collections.abc import Mapping
 
-from workers.admin_auth import admin_refusal, token_matches
+from cluster.workers.admin_auth import admin_refusal, token_matches
 
 SESSION_COOKIE = "cluster_session"
 CSRF_COOKIE = "cluster_csrf"

@@ -16,7 +16,7 @@ from typing import Any
 
 import redis.asyncio
 
-from queues.connection import UNAVAILABLE_ERRORS
+from cluster.queues.connection import UNAVAILABLE_ERRORS
 
 log = logging.getLogger("cluster.dashboard.history")
 POINTS_KEY = "cluster:dashboard:points"

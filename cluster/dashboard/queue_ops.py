@@ -15,10 +15,10 @@ from typing import Any
 
 import redis.asyncio
 
-from config import PRIORITIES, Settings
-from queues.client import queue_requeue
-from queues.envelope import FIELD, DecodeError, decode
-from queues.keys import QueueKeys
+from cluster.config import PRIORITIES, Settings
+from cluster.queues.client import queue_requeue
+from cluster.queues.envelope import FIELD, DecodeError, decode
+from cluster.queues.keys import QueueKeys
 
 SCAN_BATCH = 500
 SCAN_BUDGET = 5000
@@ -197,7 +197,7 @@ async def run_now(client: redis.asyncio.Redis, priority: str, job_id: str) -> di
 
 async def job_detail(client: redis.asyncio.Redis, settings: Settings, job_id: str) -> dict[str, Any] | None:
     """A job's state, attempts, result or error, request id, and its arguments; None when unknown."""
-    from queues.client import QueueClient
+    from cluster.queues.client import QueueClient
 
     job = await QueueClient(settings, client).get_job(job_id)
     if job is None:

@@ -19,7 +19,7 @@ import redis.asyncio
 
 from cluster.dashboard import queue_ops
 from cluster.dashboard.history import History
-from queues.connection import async_client
+from cluster.queues.connection import async_client
 
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
@@ -96,7 +96,7 @@ class SnapshotSource:
     async def _queues(self, now: float) -> dict[str, Any]:
         if self.redis is None:
             return {"error": "the queue tier is off", "queues": {}}
-        from queues.client import QueueClient
+        from cluster.queues.client import QueueClient
 
         try:
             body = await QueueClient(self.supervisor.settings, self.redis).status()

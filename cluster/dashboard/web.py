@@ -20,8 +20,8 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from cluster.dashboard import auth, queue_ops, render
-from config import PRIORITIES
-from queues.connection import UNAVAILABLE_ERRORS
+from cluster.config import PRIORITIES
+from cluster.queues.connection import UNAVAILABLE_ERRORS
 from cluster.dashboard.actions import ACTIONS, ActionError, show_job
 from cluster.dashboard.producer import CLOSED
 

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 import aiohttp
 
 from cluster.monitoring.alerts import Notification
-from config.masking import mask_text
-from config.settings import AlertSettings
+from cluster.config.masking import mask_text
+from cluster.config.settings import AlertSettings
 
 log = logging.getLogger("cluster.monitoring.alerts")
 MAX_ATTEMPTS = 6

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Literal
 
 from cluster.monitoring.alerts import Thresholds
-from config.monitored import MONITORED
+from cluster.config.monitored import MONITORED
 
 WEIGHTS: dict[str, float] = {m.name: m.weight for m in MONITORED}
 LEVELS: tuple[tuple[int, Literal["excellent", "good", "degraded"]], ...] = (

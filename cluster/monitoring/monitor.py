@@ -36,8 +36,8 @@ from cluster.json_api import json_body, json_error
 from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
-from workers.admin_guard import admin_only
-from config.monitored import MONITORED
+from cluster.workers.admin_guard import admin_only
+from cluster.config.monitored import MONITORED
 
 if TYPE_CHECKING:
     from cluster.component import Host

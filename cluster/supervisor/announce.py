@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import aiohttp
 import psutil
 
-from config.urls import bind_url
+from cluster.config.urls import bind_url
 from cluster.supervisor.commands import Heartbeat, MarkReady
 from cluster.supervisor.sd_notify import Notifier, status_line, watchdog_interval
 
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from cluster.supervisor.children import SupervisedChild
     from cluster.supervisor.commands import Command
     from cluster.supervisor.http_workers import HttpWorkers
-    from config import Settings
+    from cluster.config import Settings
 
 
 class Announced(Protocol):

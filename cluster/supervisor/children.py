@@ -13,8 +13,8 @@ from typing import Any, Protocol
 import psutil
 
 from cluster.supervisor.restart_policy import RestartPolicy
-from observability.metrics import CHILD_RESTARTS, mark_dead
-from queues.process_control import PR_SET_PDEATHSIG, prctl
+from cluster.observability.metrics import CHILD_RESTARTS, mark_dead
+from cluster.queues.process_control import PR_SET_PDEATHSIG, prctl
 
 log = logging.getLogger("cluster.supervisor.children")
 

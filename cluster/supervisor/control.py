@@ -18,8 +18,8 @@ from aiohttp import web
 from cluster.component import Component
 from cluster.json_api import json_body, json_error
 from cluster.supervisor.commands import Command, Reload, Scale, Stop
-from config.settings import MAX_WORKERS
-from workers.status_view import StatusView
+from cluster.config.settings import MAX_WORKERS
+from cluster.workers.status_view import StatusView
 
 
 class Commander(Protocol):

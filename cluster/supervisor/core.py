@@ -51,8 +51,8 @@ from cluster.supervisor.restart_policy import RestartPolicy
 from cluster.supervisor.scaling import WorkerRuntime, autoscaled, nudge, rescale
 from cluster.supervisor.status import ProcessRows
 from cluster.supervisor.worker_exits import ExitTally, listen
-from config import ConfigError, LoadedConfig, Settings, load
-from workers.control_client import socket_path
+from cluster.config import ConfigError, LoadedConfig, Settings, load
+from cluster.workers.control_client import socket_path
 
 log = logging.getLogger("cluster.supervisor.core")
 SAMPLE_EVERY = 1.0

@@ -22,11 +22,11 @@ from aiohttp import web
 
 from cluster.component import Host
 from cluster.safe_files import write_file
-from config import Settings
-from db.health_view import VIEW_FILE, encode_round
-from db.hosts import HostSpec, hosts_from_settings
-from db.probe import ProbeResult, Prober
-from db.transitions import next_delay
+from cluster.config import Settings
+from cluster.db.health_view import VIEW_FILE, encode_round
+from cluster.db.hosts import HostSpec, hosts_from_settings
+from cluster.db.probe import ProbeResult, Prober
+from cluster.db.transitions import next_delay
 
 log = logging.getLogger("cluster.db_health")
 

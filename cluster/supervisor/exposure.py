@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from config import Settings
+from cluster.config import Settings
 
 log = logging.getLogger("cluster.security")
 LOCAL_NAMES = frozenset({"localhost", "ip6-localhost"})

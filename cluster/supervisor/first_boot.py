@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cluster.supervisor.children import SupervisedChild
-from workers.app import BOOT_ERROR_FILE
+from cluster.workers.app import BOOT_ERROR_FILE
 
 
 class Booting(Protocol):

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 from cluster.supervisor.children import ChildProcess, ChildSpec, SupervisedChild
 from cluster.supervisor.restart_policy import RestartPolicy
-from queues.fork_protocol import MAX_LINE, ForkRequest, decode, encode
+from cluster.queues.fork_protocol import MAX_LINE, ForkRequest, decode, encode
 
 log = logging.getLogger("cluster.supervisor.forked")
 READY_WAIT = 60.0
@@ -174,7 +174,7 @@ class ForkServerChild(SupervisedChild):
 
     async def _ask(self, connection: _Connection, spec: ChildSpec) -> int:
         env = spec.env or {}
-        request = ForkRequest(argv=spec.argv[spec.argv.index("queues.pool") + 1:], name=spec.name,
+        request = ForkRequest(argv=spec.argv[spec.argv.index("cluster.queues.pool") + 1:], name=spec.name,
                               env={k: v for k, v in env.items() if self.env.get(k) != v},
                               unset=[k for k in self.env if k not in env])
         connection.writer.write(encode(asdict(request)))
@@ -223,7 +223,7 @@ class ForkedChild(SupervisedChild):
 def fork_server_spec(settings_path: str, env: dict[str, str], stop_timeout: float) -> ChildSpec:
     """The fork server's child spec; its last argument (the socket's fd) is set at each start."""
     return ChildSpec(name="fork-server", group="fork-server",
-                     argv=[sys.executable, "-m", "queues.fork_server", settings_path, "-1"],
+                     argv=[sys.executable, "-m", "cluster.queues.fork_server", settings_path, "-1"],
                      env=env, stop_timeout=stop_timeout)
 
 

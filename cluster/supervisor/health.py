@@ -15,8 +15,8 @@ from typing import Any
 import aiohttp
 
 from cluster.supervisor.http_workers import WorkerSample
-from config.urls import bind_url
-from workers.endpoints import PROBE_MARKER, PROBE_PATH
+from cluster.config.urls import bind_url
+from cluster.workers.endpoints import PROBE_MARKER, PROBE_PATH
 
 
 async def probe(bind: str, timeout: float) -> tuple[bool, str]:

@@ -7,7 +7,7 @@ from typing import Any
 
 import psutil
 
-from observability.process import CpuMeter, Reading
+from cluster.observability.process import CpuMeter, Reading
 
 WorkerSample = Reading
 

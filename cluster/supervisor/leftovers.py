@@ -34,7 +34,7 @@ def old_consumers(settings_path: Path) -> list[psutil.Process]:
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if {"queues.pool", "queues.fork_server"} & set(cmdline) and str(settings_path) in cmdline:
+        if {"cluster.queues.pool", "cluster.queues.fork_server"} & set(cmdline) and str(settings_path) in cmdline:
             found.append(proc)
     return found
 

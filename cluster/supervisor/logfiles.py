@@ -7,7 +7,7 @@ import signal
 from collections.abc import Iterable
 
 from cluster.supervisor.children import SupervisedChild
-from observability.logs import reopen
+from cluster.observability.logs import reopen
 
 log = logging.getLogger("cluster.supervisor.logfiles")
 # redis-server writes to our stdout, not to the file, and SIGUSR1 is not its reopen signal.

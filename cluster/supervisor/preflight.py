@@ -19,7 +19,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from config import Settings
+from cluster.config import Settings
 
 # sockaddr_un.sun_path is 108 bytes on Linux, the final NUL included.
 MAX_UNIX_PATH = 107

@@ -13,9 +13,9 @@ import json
 import logging
 import sys
 
-from config import Settings
-from queues import registry
-from workers.app import SHADOWED, build_app, failure_line
+from cluster.config import Settings
+from cluster.queues import registry
+from cluster.workers.app import SHADOWED, build_app, failure_line
 
 
 def check(settings: Settings) -> tuple[list[str], list[str]]:

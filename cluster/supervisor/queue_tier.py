@@ -29,9 +29,9 @@ from cluster.supervisor.restart_policy import RestartPolicy
 from cluster.supervisor.subreaper import OrphanReaper, become_subreaper
 from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
 from cluster.safe_files import write_file
-from config import PRIORITIES, Settings
-from config.masking import mask_url
-from queues.connection import UNAVAILABLE_ERRORS, async_client
+from cluster.config import PRIORITIES, Settings
+from cluster.config.masking import mask_url
+from cluster.queues.connection import UNAVAILABLE_ERRORS, async_client
 
 
 
@@ -167,7 +167,7 @@ class QueueTier:
                 self.pools.append(sup.add_child(ChildSpec(
                     name=f"queue-{priority}-{index}",
                     group=f"queue-{priority}",
-                    argv=[sys.executable, "-m", "queues.pool", str(sup.settings_path), priority],
+                    argv=[sys.executable, "-m", "cluster.queues.pool", str(sup.settings_path), priority],
                     env=sup.child_env(f"queue-{priority}"),
                     stop_timeout=pool.timeout + queues.kill_grace + STOP_MARGIN,
                 ), make))

@@ -9,7 +9,7 @@ from typing import Any
 
 from cluster.supervisor.children import SupervisedChild
 from cluster.supervisor.http_workers import HttpWorkers
-from observability.process import CpuMeter, Reading
+from cluster.observability.process import CpuMeter, Reading
 
 
 def figures(reading: Reading | None) -> dict[str, Any]:

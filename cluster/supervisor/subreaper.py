@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 import psutil
 
-from queues.process_control import PR_SET_CHILD_SUBREAPER, prctl
+from cluster.queues.process_control import PR_SET_CHILD_SUBREAPER, prctl
 
 log = logging.getLogger("cluster.supervisor.subreaper")
 GRACE = 1.0

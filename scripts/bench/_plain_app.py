@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from config import load
-from workers.app import build_runner
+from cluster.config import load
+from cluster.workers.app import build_runner
 
 
 async def runner() -> web.AppRunner:

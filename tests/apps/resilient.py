@@ -12,9 +12,9 @@ import os
 
 from aiohttp import web
 
-from db.errors import PrimaryUnavailable
-from resilience.cache import cached
-from workers.ratelimit import rate_limit
+from cluster.db.errors import PrimaryUnavailable
+from cluster.resilience.cache import cached
+from cluster.workers.ratelimit import rate_limit
 
 COMPUTED = {"n": 0}
 

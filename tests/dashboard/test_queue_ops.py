@@ -12,8 +12,8 @@ import pytest
 import redis.asyncio
 
 from cluster.dashboard import queue_ops
-from queues.envelope import FIELD, Envelope
-from queues.keys import QueueKeys
+from cluster.queues.envelope import FIELD, Envelope
+from cluster.queues.keys import QueueKeys
 
 T = TypeVar("T")
 HIGH = QueueKeys("high")

@@ -8,7 +8,7 @@ import socket
 
 import uvloop
 
-from workers.batch_accept import BatchAcceptLoop
+from cluster.workers.batch_accept import BatchAcceptLoop
 
 WAITING = 200
 

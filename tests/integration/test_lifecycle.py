@@ -270,7 +270,7 @@ def test_a_pool_reconnecting_to_redis_stops_on_sigterm(tmp_path: Path) -> None:
                                     "queues": {"jobs_module": "tests.queues.jobs"}}))
     log = tmp_path / "pool.log"
     with log.open("wb") as out:
-        pool = subprocess.Popen([sys.executable, "-m", "queues.pool", str(settings), "high"], env=cli_env(),
+        pool = subprocess.Popen([sys.executable, "-m", "cluster.queues.pool", str(settings), "high"], env=cli_env(),
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_for(lambda: "connect failed" in log.read_text(), 60, 0.2, "the pool to retry Redis")

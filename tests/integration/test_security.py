@@ -22,12 +22,12 @@ from typing import Any
 import psutil
 import pytest
 
-from config import Settings
+from cluster.config import Settings
 from tests.alert_receivers import HttpReceiver
 from tests.redis_fixture import RedisServer
 from tests.support import ClusterProcess, free_port, http_get, run_cli, wait_for
-from workers.admin_guard import is_admin_path
-from workers.app import build_app
+from cluster.workers.admin_guard import is_admin_path
+from cluster.workers.app import build_app
 
 pytestmark = pytest.mark.integration
 TOKEN = "adm-" + "7f3c9e1d5b2a4c6e8f0a1b3d5e7f9a2c"

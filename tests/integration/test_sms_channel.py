@@ -10,7 +10,7 @@ import pytest
 
 from cluster.monitoring.alerts import AlertBook, Lifecycle, Thresholds
 from cluster.monitoring.channels import Dispatcher, SmsChannel
-from config.settings import AlertSettings
+from cluster.config.settings import AlertSettings
 from tests.alert_receivers import TwilioReceiver
 
 pytestmark = pytest.mark.integration

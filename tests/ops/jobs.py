@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 
-from queues import current_job, job
+from cluster.queues import current_job, job
 
 
 @job(priority="high")

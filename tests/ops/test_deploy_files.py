@@ -10,7 +10,6 @@ import pytest
 import yaml
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-CONFIG = Path(__file__).resolve().parents[2] / "config"
 
 
 def _run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -31,7 +30,7 @@ def test_ops_alert_rules_check_and_their_tests_pass() -> None:
 
 @_needs("promtool")
 def test_builtin_alert_rules_tests_pass() -> None:
-    test = _run("promtool", "test", "rules", "alerts_test.yml", cwd=CONFIG / "prometheus")
+    test = _run("promtool", "test", "rules", "alerts_test.yml", cwd=DEPLOY / "prometheus")
     assert test.returncode == 0, test.stdout + test.stderr
 
 
@@ -44,7 +43,7 @@ def test_every_ops_rule_waits_before_firing() -> None:
 @_needs("promtool")
 def test_prometheus_config_is_valid(tmp_path: Path) -> None:
     text = (DEPLOY / "prometheus" / "prometheus.yml").read_text()
-    text = text.replace("/etc/prometheus/cluster/alerts.yml", str(CONFIG / "prometheus" / "alerts.yml"))
+    text = text.replace("/etc/prometheus/cluster/alerts.yml", str(DEPLOY / "prometheus" / "alerts.yml"))
     text = text.replace("/etc/prometheus/cluster/ops-alerts.yml", str(DEPLOY / "prometheus" / "ops-alerts.yml"))
     text = text.replace("/etc/prometheus/cluster/targets", str(DEPLOY / "prometheus" / "targets"))
     (tmp_path / "prometheus.yml").write_text(text)
@@ -70,7 +69,7 @@ def test_nginx_config_is_valid(tmp_path: Path) -> None:
 def test_dashboard_has_an_instance_variable_and_the_queue_panels() -> None:
     import json
 
-    dashboard = json.loads((CONFIG / "grafana" / "cluster.json").read_text())
+    dashboard = json.loads((DEPLOY / "grafana" / "cluster.json").read_text())
     assert "instance" in [v["name"] for v in dashboard["templating"]["list"]]
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     assert all('instance=~"$instance"' in expr for expr in exprs), "every query follows the instance picker"

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import DatabaseSettings, Settings
-from db import Router
-from db.router import router_from_settings
+from cluster.config.settings import DatabaseSettings, Settings
+from cluster.db import Router
+from cluster.db.router import router_from_settings
 from tests.support import ROOT, free_port, wait_for
 
 PG_BIN = Path(os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin"))

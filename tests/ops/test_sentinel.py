@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from config import load
-from queues.client import SyncQueueClient
-from queues.connection import parse_sentinel_url
-from queues.keys import QueueKeys
+from cluster.config import load
+from cluster.queues.client import SyncQueueClient
+from cluster.queues.connection import parse_sentinel_url
+from cluster.queues.keys import QueueKeys
 from tests.support import free_port, wait_for
 
 MASTER = "mymaster"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cluster.cli.systemd import Install, render, stop_timeout
-from config import Settings
+from cluster.config import Settings
 from tests.support import run_cli
 
 

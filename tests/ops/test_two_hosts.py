@@ -17,9 +17,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from config import load
-from queues.client import SyncQueueClient
-from queues.keys import GROUP, QueueKeys
+from cluster.config import load
+from cluster.queues.client import SyncQueueClient
+from cluster.queues.keys import GROUP, QueueKeys
 from tests.redis_fixture import RedisServer
 from tests.support import ClusterProcess, free_port, http_get, wait_for
 

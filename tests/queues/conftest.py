@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from config import Settings
+from cluster.config import Settings
 from tests.redis_fixture import redis_server, redis_url  # noqa: F401  (fixtures)
 from tests.queues import jobs  # noqa: F401  (registers the test jobs)
 from tests.support import cli_env
@@ -45,7 +45,7 @@ def start_pool(tmp_path: Path) -> Iterator[Callable[[Settings, str], subprocess.
         path = tmp_path / "settings.json"
         path.write_text(settings.model_dump_json())
         log = (tmp_path / f"pool-{len(procs)}.log").open("wb")
-        proc = subprocess.Popen([sys.executable, "-m", "queues.pool", str(path), priority],
+        proc = subprocess.Popen([sys.executable, "-m", "cluster.queues.pool", str(path), priority],
                                 env=cli_env(), stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
         return proc

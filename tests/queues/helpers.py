@@ -7,10 +7,10 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from config import Settings
-from queues.client import QueueClient
-from queues.consumer import Consumer
-from db import Router
+from cluster.config import Settings
+from cluster.queues.client import QueueClient
+from cluster.queues.consumer import Consumer
+from cluster.db import Router
 
 
 async def consume_until(settings: Settings, priorities: list[str], condition: Callable[[QueueClient], Awaitable[Any]],

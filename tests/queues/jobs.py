@@ -8,7 +8,7 @@ import time
 
 import redis
 
-from queues import current_job, job
+from cluster.queues import current_job, job
 
 log = logging.getLogger("tests.queues.jobs")
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from queues.keys import QueueKeys
+from cluster.queues.keys import QueueKeys
 from tests.support import ClusterProcess, http_get, wait_for
 
 pytestmark = pytest.mark.integration

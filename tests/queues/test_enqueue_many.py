@@ -12,14 +12,14 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
-from config import Settings
-from queues.client import (ENQUEUE_CHUNK, Enqueued, EnqueueUnknown, JobRequest, QueueClient, QueueFull,
+from cluster.config import Settings
+from cluster.queues.client import (ENQUEUE_CHUNK, Enqueued, EnqueueUnknown, JobRequest, QueueClient, QueueFull,
                            SyncQueueClient)
-from queues.keys import QueueKeys
-from queues.registry import UnknownJob
+from cluster.queues.keys import QueueKeys
+from cluster.queues.registry import UnknownJob
 from tests.queues.helpers import consume_until
-from workers.app import build_app
-from workers.queues_api import CLIENT, MAX_BATCH_JOBS
+from cluster.workers.app import build_app
+from cluster.workers.queues_api import CLIENT, MAX_BATCH_JOBS
 
 pytestmark = pytest.mark.integration
 

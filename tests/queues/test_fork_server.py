@@ -25,10 +25,10 @@ import redis
 from cluster.supervisor import forked
 from cluster.supervisor.children import ChildSpec
 from cluster.supervisor.restart_policy import RestartPolicy
-from config import Settings
-from queues.client import SyncQueueClient
-from queues.keys import QueueKeys
-from queues.policy import lease_seconds
+from cluster.config import Settings
+from cluster.queues.client import SyncQueueClient
+from cluster.queues.keys import QueueKeys
+from cluster.queues.policy import lease_seconds
 from tests.support import ClusterProcess, cli_env, wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,7 +53,7 @@ def _forked_by_the_supervisor(cluster: ClusterProcess, pid: int) -> bool:
     """The supervisor is the process's parent, and it was forked by the fork server (its command line)."""
     assert cluster.proc is not None
     proc = psutil.Process(pid)
-    return proc.ppid() == cluster.proc.pid and "queues.fork_server" in proc.cmdline()
+    return proc.ppid() == cluster.proc.pid and "cluster.queues.fork_server" in proc.cmdline()
 
 
 def _settings(cluster: ClusterProcess) -> Settings:
@@ -144,7 +144,7 @@ def _silent_server_and_pool() -> tuple[forked.ForkServerChild, forked.ForkedChil
     server = forked.make_fork_server(
         ChildSpec("fork-server", "fork-server", [*SILENT, "-1"], env=cli_env()), RestartPolicy())
     pool = forked.ForkedChild(
-        ChildSpec("queue-high-0", "queue-high", [*SILENT, "queues.pool"], env=cli_env()), RestartPolicy(),
+        ChildSpec("queue-high-0", "queue-high", [*SILENT, "cluster.queues.pool"], env=cli_env()), RestartPolicy(),
         fork_server=server)
     server.start()
     pool.start()

@@ -12,8 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import DataError
 from redis.exceptions import ResponseError
 
-from queues.connection import async_client
-from queues.multiplexed import MultiplexedRedis, shares_connection
+from cluster.queues.connection import async_client
+from cluster.queues.multiplexed import MultiplexedRedis, shares_connection
 from tests.support import free_port
 
 HANG_GUARD = 30  # s: only a lane that lost a reply (or a blocked connection) gets near it

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from config import Settings
-from queues.client import QueueClient
-from queues.consumer import GROUP, Consumer
-from queues.keys import QueueKeys
+from cluster.config import Settings
+from cluster.queues.client import QueueClient
+from cluster.queues.consumer import GROUP, Consumer
+from cluster.queues.keys import QueueKeys
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,9 @@ from collections.abc import Callable
 import pytest
 import redis
 
-from config import Settings
-from queues.client import SyncQueueClient
-from queues.keys import QueueKeys
+from cluster.config import Settings
+from cluster.queues.client import SyncQueueClient
+from cluster.queues.keys import QueueKeys
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration

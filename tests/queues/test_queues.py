@@ -10,10 +10,10 @@ from collections.abc import Callable
 import pytest
 import redis.asyncio
 
-from config import Settings
-from queues.client import QueueClient, QueueFull, SyncQueueClient
-from queues.keys import QueueKeys
-from queues.registry import UnknownJob
+from cluster.config import Settings
+from cluster.queues.client import QueueClient, QueueFull, SyncQueueClient
+from cluster.queues.keys import QueueKeys
+from cluster.queues.registry import UnknownJob
 from tests.queues.helpers import consume_until
 
 pytestmark = pytest.mark.integration

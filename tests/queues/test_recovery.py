@@ -14,15 +14,15 @@ import pytest
 import redis
 from aiohttp.test_utils import TestClient, TestServer
 
-from config import PRIORITIES, Settings
-from queues.client import EnqueueUnknown, QueueClient, SyncQueueClient
-from queues.keys import QueueKeys
-from queues.policy import lease_seconds
-from queues.pool import EXIT_DIED
+from cluster.config import PRIORITIES, Settings
+from cluster.queues.client import EnqueueUnknown, QueueClient, SyncQueueClient
+from cluster.queues.keys import QueueKeys
+from cluster.queues.policy import lease_seconds
+from cluster.queues.pool import EXIT_DIED
 from tests.queues.helpers import consume_until
 from tests.redis_fixture import RedisServer
 from tests.support import wait_for
-from workers.app import build_app
+from cluster.workers.app import build_app
 
 pytestmark = pytest.mark.integration
 Pools = Callable[[Settings, str], subprocess.Popen[bytes]]

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from config import Settings
-from queues.client import QueueClient
-from queues.connection import QueueUnavailable
+from cluster.config import Settings
+from cluster.queues.client import QueueClient
+from cluster.queues.connection import QueueUnavailable
 from tests.queues.helpers import consume_until
 from tests.support import free_port, run_cli
-from workers.app import build_app
+from cluster.workers.app import build_app
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from resilience.breaker import CircuitBreaker, CircuitOpen
-from resilience.breaker_policy import BreakerPolicy
+from cluster.resilience.breaker import CircuitBreaker, CircuitOpen
+from cluster.resilience.breaker_policy import BreakerPolicy
 from tests.support import free_port
 
 pytestmark = pytest.mark.integration

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from config.settings import CacheSettings
-from resilience.cache import ResilientCache
+from cluster.config.settings import CacheSettings
+from cluster.resilience.cache import ResilientCache
 from tests.redis_fixture import RedisServer
 
 pytestmark = pytest.mark.integration

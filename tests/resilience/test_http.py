@@ -14,11 +14,11 @@ import pytest
 from aiohttp import web
 from prometheus_client import REGISTRY
 
-from config import Settings
+from cluster.config import Settings
 from tests.apps import resilient
 from tests.redis_fixture import RedisServer
 from tests.support import free_port
-from workers.app import build_app
+from cluster.workers.app import build_app
 
 pytestmark = pytest.mark.integration
 
@@ -153,9 +153,9 @@ def test_a_write_without_a_primary_answers_503_with_retry_after() -> None:
 
 
 def test_handlers_and_jobs_share_one_cache_object() -> None:
-    from queues.context import JobContext
-    from resilience.cache import CACHE
-    from workers.resilience_api import CACHE_KEY
+    from cluster.queues.context import JobContext
+    from cluster.resilience.cache import CACHE
+    from cluster.workers.resilience_api import CACHE_KEY
 
     app = asyncio.run(build_app(settings_for(None)))
     job = JobContext(id="1", name="n", priority="high", attempt=1, max_retries=0, request_id=None,

@@ -1,4 +1,4 @@
-from workers.admin_auth import admin_refusal, is_local, token_matches
+from cluster.workers.admin_auth import admin_refusal, is_local, token_matches
 
 
 def test_loopback_without_proxy_headers_is_local() -> None:

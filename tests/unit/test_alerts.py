@@ -200,7 +200,7 @@ def test_a_value_oscillating_around_the_threshold_within_the_band_never_flaps(sa
 
 
 def test_lifecycle_from_settings_defaults_and_the_seed_overrides():
-    from config.settings import MonitoringSettings
+    from cluster.config.settings import MonitoringSettings
 
     assert Lifecycle.from_settings(MonitoringSettings()) == Lifecycle()
     seed = Lifecycle.from_settings(MonitoringSettings(alert_for=0, alert_cooldown=300))

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from hypothesis import given, settings as hsettings, strategies as st
 
 from cluster.autoscale.policy import Decision, Sample, ScaleState, cooldown_remaining, decide, external_change
-from config.settings import AutoscaleSettings
+from cluster.config.settings import AutoscaleSettings
 
 FAST = dict(cooldown=10.0, up_samples=2, down_samples=3, stabilization_window=0.0, flap_window=0.0,
             max_up_step=4, max_down_step=1, tolerance=0.1)

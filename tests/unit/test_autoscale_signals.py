@@ -7,7 +7,7 @@ from collections import namedtuple
 
 from cluster.autoscale.signals import SystemCpu, bound_ports, listen_backlog, parse_listen_backlog, worker_cpu
 from cluster.cli.autoscale import status_lines
-from observability.process import CpuMeter, Reading
+from cluster.observability.process import CpuMeter, Reading
 
 
 def _reading(pid: int, cpu: float | None, started: float = 0.0) -> Reading:

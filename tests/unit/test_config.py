@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from config import ConfigError, effective, load
-from config.loader import mask
+from cluster.config import ConfigError, effective, load
+from cluster.config.loader import mask
 
 
 def write(tmp_path: Path, text: str) -> Path:

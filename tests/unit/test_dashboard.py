@@ -176,7 +176,7 @@ def test_read_only_refuses_every_action_even_with_the_csrf_token() -> None:
 
     from cluster.dashboard.actions import ACTIONS
     from cluster.dashboard.component import Dashboard
-    from config import Settings
+    from cluster.config import Settings
 
     supervisor = SimpleNamespace(settings=Settings.model_validate({"dashboard": {"read_only": True}}),
                                  components=[])

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from queues import job_limits
-from queues.envelope import FIELD, Envelope, EnvelopeTemplate, decode, new_job_id, new_job_ids, request_context
+from cluster.queues import job_limits
+from cluster.queues.envelope import FIELD, Envelope, EnvelopeTemplate, decode, new_job_id, new_job_ids, request_context
 
 _json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False)
                      | st.text(), lambda children: st.lists(children) | st.dictionaries(st.text(), children),

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from cluster.monitoring import ack_links
 from cluster.monitoring.escalation import Escalations, schedule
-from config.settings import EscalationPolicy, EscalationStep
+from cluster.config.settings import EscalationPolicy, EscalationStep
 
 POLICY = EscalationPolicy(steps=[
     EscalationStep(channels=["telegram"], escalate_after_minutes=5),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queues.fork_protocol import MAX_LINE, ForkRequest, ProtocolError, decode, encode
+from cluster.queues.fork_protocol import MAX_LINE, ForkRequest, ProtocolError, decode, encode
 
 
 def test_a_request_round_trips_as_one_line() -> None:

@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from config import Settings
-from workers import endpoints
+from cluster.config import Settings
+from cluster.workers import endpoints
 
 
 async def required_ok() -> tuple[str, dict[str, Any]]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from observability.metrics import DURATION_BUCKETS, HttpMetrics
-from workers.http_metrics import RequestTally
+from cluster.observability.metrics import DURATION_BUCKETS, HttpMetrics
+from cluster.workers.http_metrics import RequestTally
 
 OBSERVATIONS = [
     ("GET", "/ping", 200, 0.0004), ("GET", "/ping", 200, 0.005), ("GET", "/ping", 200, 0.0051),

@@ -2,15 +2,15 @@ from pathlib import Path
 
 import pytest
 
-from config.urls import bind_url
-from workers.endpoints import PROBE_PATH
+from cluster.config.urls import bind_url
+from cluster.workers.endpoints import PROBE_PATH
 from cluster.arbiter.http_tier import read_target, worker_class, write_target
 
 
 @pytest.mark.parametrize(("event_loop", "expected"), [
-    ("auto", "workers.gunicorn_worker.UVLoopWorker"),  # uvloop is a dependency, so it is installed
-    ("uvloop", "workers.gunicorn_worker.UVLoopWorker"),
-    ("asyncio", "workers.gunicorn_worker.AsyncioWorker"),
+    ("auto", "cluster.workers.gunicorn_worker.UVLoopWorker"),  # uvloop is a dependency, so it is installed
+    ("uvloop", "cluster.workers.gunicorn_worker.UVLoopWorker"),
+    ("asyncio", "cluster.workers.gunicorn_worker.AsyncioWorker"),
 ])
 def test_event_loop_picks_aiohttps_worker(event_loop: str, expected: str) -> None:
     assert worker_class(event_loop) == expected

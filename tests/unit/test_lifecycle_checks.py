@@ -12,9 +12,9 @@ from aiohttp import web
 
 from cluster.supervisor import preflight
 from cluster.supervisor.first_boot import failure_message
-from config import ConfigError, Settings, load
-from queues import job_limits
-from workers.app import build_app, failure_line, shadowed_builtins
+from cluster.config import ConfigError, Settings, load
+from cluster.queues import job_limits
+from cluster.workers.app import build_app, failure_line, shadowed_builtins
 
 
 @pytest.mark.parametrize("kwargs", [{"self": 1}, {"name": "x"}, {"job_id": "y"}, {"at": 1}])
@@ -141,7 +141,7 @@ def test_only_an_exit_of_its_own_fails_the_first_boot() -> None:
 
 
 def test_an_app_spec_error_is_its_own_message() -> None:
-    from workers.app import AppLoadError
+    from cluster.workers.app import AppLoadError
 
     assert failure_line(AppLoadError("app 'm:a' gave dict, not an aiohttp.web.Application")) == \
         "app 'm:a' gave dict, not an aiohttp.web.Application"

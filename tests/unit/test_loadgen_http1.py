@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.http1 import ProtocolError, ResponseParser, build_request, origin_of
+from cluster.loadgen.http1 import ProtocolError, ResponseParser, build_request, origin_of
 
 
 def _feed(parser: ResponseParser, data: bytes, one_byte_at_a_time: bool) -> list[int]:

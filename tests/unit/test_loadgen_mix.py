@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loadgen.mix import Endpoint, MixError, parse_headers, parse_mix, picker
+from cluster.loadgen.mix import Endpoint, MixError, parse_headers, parse_mix, picker
 
 
 def test_mix_file_joins_paths_and_reads_json_bodies(tmp_path: Path) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.aggregate import build_report
-from loadgen.mix import Endpoint
-from loadgen.orchestrator import BenchConfig, worker_plans
-from loadgen.recorder import Recorder
-from loadgen.schedule import Pacer, breaking_point, split, stress_steps
+from cluster.loadgen.aggregate import build_report
+from cluster.loadgen.mix import Endpoint
+from cluster.loadgen.orchestrator import BenchConfig, worker_plans
+from cluster.loadgen.recorder import Recorder
+from cluster.loadgen.schedule import Pacer, breaking_point, split, stress_steps
 
 STALL_FROM, STALL_TO = 5.0, 6.0
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from loadgen.aggregate import build_report, saturation
-from loadgen.recorder import Recorder
-from loadgen.stats import Tally, classify_status, latency_ms, merge, new_histogram, record
+from cluster.loadgen.aggregate import build_report, saturation
+from cluster.loadgen.recorder import Recorder
+from cluster.loadgen.stats import Tally, classify_status, latency_ms, merge, new_histogram, record
 
 
 def _process_result(index: int, latencies_s: list[float], errors: list[str | None], ended: float = 10.0) -> dict:

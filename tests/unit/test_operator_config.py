@@ -12,7 +12,7 @@ import pytest
 import yaml
 
 from cluster.monitoring.monitor import METRICS
-from config.settings import MonitoringSettings
+from cluster.config.settings import MonitoringSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 # Every metric name the processes or the supervisor expose (the brief's contract plus ours).
@@ -30,7 +30,7 @@ PROMQL_WORDS = {"sum", "by", "rate", "increase", "histogram_quantile", "route", 
 
 
 def test_prometheus_rules_match_the_builtin_thresholds():
-    rules = yaml.safe_load((ROOT / "config/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
+    rules = yaml.safe_load((ROOT / "deploy/prometheus/alerts.yml").read_text())["groups"][0]["rules"]
     defaults = MonitoringSettings()
     seen = set()
     for rule in rules:
@@ -50,7 +50,7 @@ def prom_seconds(duration: str) -> float:
 
 
 def test_dashboard_queries_only_known_metrics():
-    dashboard = json.loads((ROOT / "config/grafana/cluster.json").read_text())
+    dashboard = json.loads((ROOT / "deploy/grafana/cluster.json").read_text())
     exprs = [t["expr"] for panel in dashboard["panels"] for t in panel["targets"]]
     assert len(exprs) >= 10
     for expr in exprs:
@@ -62,5 +62,5 @@ def test_dashboard_queries_only_known_metrics():
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian: prometheus) is not installed")
 def test_promtool_checks_and_tests_the_rules():
     for args in (["check", "rules", "alerts.yml"], ["test", "rules", "alerts_test.yml"]):
-        result = subprocess.run(["promtool", *args], cwd=ROOT / "config/prometheus", capture_output=True, text=True)
+        result = subprocess.run(["promtool", *args], cwd=ROOT / "deploy/prometheus", capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr

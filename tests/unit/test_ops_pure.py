@@ -62,7 +62,7 @@ def test_log_format_auto_is_text_on_a_terminal_only(tmp_path: Path) -> None:
     import io
     import logging
 
-    from observability.logs import ReopeningFileHandler, make_handler, resolve_format
+    from cluster.observability.logs import ReopeningFileHandler, make_handler, resolve_format
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

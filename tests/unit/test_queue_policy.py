@@ -12,12 +12,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cluster.supervisor.queue_tier import eviction_problems
-from config.settings import QueueSettings
-from queues.envelope import FIELD, DecodeError, Envelope, decode
-from queues.failures import Failure, decide, queue_writes
-from queues.keys import GROUP, QueueKeys
-from queues import identity
-from queues.policy import CRASH_LIMIT, backoff_delay, crashed_out, lease_seconds, reap_interval, should_retry
+from cluster.config.settings import QueueSettings
+from cluster.queues.envelope import FIELD, DecodeError, Envelope, decode
+from cluster.queues.failures import Failure, decide, queue_writes
+from cluster.queues.keys import GROUP, QueueKeys
+from cluster.queues import identity
+from cluster.queues.policy import CRASH_LIMIT, backoff_delay, crashed_out, lease_seconds, reap_interval, should_retry
 
 
 def test_backoff_doubles_with_bounded_jitter() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
-from observability.process import CpuMeter
+from cluster.observability.process import CpuMeter
 
 
 def test_the_least_busy_worker_goes_first_not_the_oldest() -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from config import Settings, load
-from config.loader import LEAVES
-from config.sample import render_sample
+from cluster.config import Settings, load
+from cluster.config.loader import LEAVES
+from cluster.config.sample import render_sample
 
 SAMPLE = Path(__file__).resolve().parents[2] / "deploy" / "cluster.toml"
 

@@ -12,8 +12,8 @@ from cluster.supervisor.exposure import exposed_binds
 from cluster.supervisor.queue_tier import redis_config, redis_maxmemory
 from cluster.safe_files import write_file
 from cluster.supervisor.state_dir import StateDirError, prepare, problems
-from config import ConfigError, Settings, load, mask, mask_text, mask_url
-from workers.admin_guard import origin_matches, write_refusal
+from cluster.config import ConfigError, Settings, load, mask, mask_text, mask_url
+from cluster.workers.admin_guard import origin_matches, write_refusal
 
 
 @pytest.mark.parametrize("url, shown", [
@@ -151,7 +151,7 @@ def test_log_lines_are_redacted_once_a_redactor_is_set() -> None:
     import io
     import logging
 
-    from observability import logs
+    from cluster.observability import logs
 
     stream = io.StringIO()
     logger = logging.getLogger("test.redact")

@@ -3,7 +3,7 @@
 import asyncio
 
 from _queues_peers import IO_S
-from queues import current_job, job
+from cluster.queues import current_job, job
 
 COUNTER = "bench:count"
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from queues import current_job, job
+from cluster.queues import current_job, job
 
 
 @job(priority="high")

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from cluster.supervisor.db_health import DbHealth, with_view
-from config import Settings
-from db.health_view import VIEW_FILE, parse_round
-from db.router import router_from_settings
+from cluster.config import Settings
+from cluster.db.health_view import VIEW_FILE, parse_round
+from cluster.db.router import router_from_settings
 from tests.pg_fixture import PgCluster
 
 pytestmark = pytest.mark.integration

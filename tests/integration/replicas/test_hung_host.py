@@ -12,9 +12,9 @@ from typing import Any
 import psutil
 import pytest
 
-from observability.context import read_your_writes_var
+from cluster.observability.context import read_your_writes_var
 from tests.pg_fixture import PgCluster
-from db import router_from_settings
+from cluster.db import router_from_settings
 
 pytestmark = pytest.mark.integration
 READ_TIMEOUT = 1.0

@@ -12,14 +12,14 @@ from collections.abc import Iterator
 
 import pytest
 
-from config import Settings
-from observability.context import read_your_writes_var
-from queues.client import QueueClient
+from cluster.config import Settings
+from cluster.observability.context import read_your_writes_var
+from cluster.queues.client import QueueClient
 from tests.integration.replicas import db_jobs  # noqa: F401  (registers the jobs)
 from tests.pg_fixture import PgCluster
 from tests.queues.helpers import consume_until
 from tests.redis_fixture import redis_server, redis_url  # noqa: F401  (fixtures)
-from db import router_from_settings
+from cluster.db import router_from_settings
 
 pytestmark = pytest.mark.integration
 

@@ -13,11 +13,11 @@ import psycopg
 import pytest
 from prometheus_client import REGISTRY
 
-from config import Settings
-from observability.context import read_your_writes_var
+from cluster.config import Settings
+from cluster.observability.context import read_your_writes_var
 from tests.pg_fixture import PgCluster
 from tests.support import wait_for
-from db import PrimaryUnavailable, Router, router_from_settings
+from cluster.db import PrimaryUnavailable, Router, router_from_settings
 
 pytestmark = pytest.mark.integration
 PORT_SQL = "SELECT inet_server_port()"

@@ -9,12 +9,12 @@ from collections.abc import Callable
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from config import Settings
+from cluster.config import Settings
 
 from tests.pg_fixture import PgCluster
 from tests.support import ClusterProcess, http_get, run_cli, wait_for
-from workers.app import build_app
-from workers.db_routes import DB_KEY
+from cluster.workers.app import build_app
+from cluster.workers.db_routes import DB_KEY
 
 pytestmark = pytest.mark.integration
 

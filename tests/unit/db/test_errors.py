@@ -2,7 +2,7 @@ import psycopg
 from psycopg import errors
 from psycopg_pool import PoolTimeout
 
-from db.errors import Failure, classify, is_read_only_answer
+from cluster.db.errors import Failure, classify, is_read_only_answer
 
 
 def test_lost_connections_and_shutdowns_mean_the_host_is_down() -> None:

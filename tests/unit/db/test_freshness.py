@@ -2,7 +2,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db.freshness import format_lsn, is_fresh, lag_bytes, lag_seconds, parse_lsn, time_behind, wal_end
+from cluster.db.freshness import format_lsn, is_fresh, lag_bytes, lag_seconds, parse_lsn, time_behind, wal_end
 
 MB = 1024 * 1024
 

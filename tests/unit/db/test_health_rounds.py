@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from config.settings import DatabaseSettings, ReplicaSettings
-from db.hosts import HostSpec
-from db.probe import ProbeResult
-from db.router import Router
+from cluster.config.settings import DatabaseSettings, ReplicaSettings
+from cluster.db.hosts import HostSpec
+from cluster.db.probe import ProbeResult
+from cluster.db.router import Router
 
 MB = 1024 * 1024
 DOWN = ProbeResult(False, error="OperationalError: connection refused")

@@ -1,4 +1,4 @@
-from db.health_state import HostHealth
+from cluster.db.health_state import HostHealth
 
 
 def test_two_failed_checks_take_a_host_out_and_two_good_ones_bring_it_back() -> None:

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from config.settings import DatabaseSettings, ReplicaSettings
-from db.health_view import MAX_BYTES, ViewError, ViewReader, encode_round, parse_round, refusal, stale_after
-from db.hosts import HostSpec
-from db.probe import ProbeResult
-from db.router import Router
+from cluster.config.settings import DatabaseSettings, ReplicaSettings
+from cluster.db.health_view import MAX_BYTES, ViewError, ViewReader, encode_round, parse_round, refusal, stale_after
+from cluster.db.hosts import HostSpec
+from cluster.db.probe import ProbeResult
+from cluster.db.router import Router
 from tests.unit.db.test_health_rounds import MB, FakePool, primary, replica
 
 NAMES = ["p", "a", "b"]
@@ -194,8 +194,8 @@ def test_a_failed_request_takes_a_host_out_at_once_even_when_following_the_view(
 
 
 def test_only_a_router_given_the_supervisors_view_follows_one() -> None:
-    from config import Settings
-    from db.router import router_from_settings
+    from cluster.config import Settings
+    from cluster.db.router import router_from_settings
 
     database = {"url": "postgresql://p/db", "replicas": [{"url": "postgresql://a/db"}],
                 "health_check_interval": 5.0, "connect_timeout": 1.0}

@@ -1,8 +1,8 @@
-from config import load
-from db.transitions import DOWN_RETRY, next_delay
-from db.hosts import host_name, hosts_from_settings
-from db.router import router_from_settings
-from workers.db_routes import health_result
+from cluster.config import load
+from cluster.db.transitions import DOWN_RETRY, next_delay
+from cluster.db.hosts import host_name, hosts_from_settings
+from cluster.db.router import router_from_settings
+from cluster.workers.db_routes import health_result
 
 
 def test_hosts_come_from_database_url_and_the_seed_replica_variables() -> None:

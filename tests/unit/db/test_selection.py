@@ -1,5 +1,5 @@
-from db.selection import HostView, pick_read_host, plan_routing, replicas_to_verify, token_lsn
-from db.strategies import RoundRobin
+from cluster.db.selection import HostView, pick_read_host, plan_routing, replicas_to_verify, token_lsn
+from cluster.db.strategies import RoundRobin
 
 P = HostView("p", "primary", up=True, fresh=False)
 

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from db.strategies import LeastConnections, RoundRobin, SmoothWeighted, make_strategy
+from cluster.db.strategies import LeastConnections, RoundRobin, SmoothWeighted, make_strategy
 
 
 def test_round_robin_takes_each_in_turn_and_copes_with_a_smaller_set() -> None:

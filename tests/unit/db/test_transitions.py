@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from db.health_state import HostHealth
-from db.probe import ProbeResult
-from db.transitions import HostRecord, LagLimits, primary_position, transition
+from cluster.db.health_state import HostHealth
+from cluster.db.probe import ProbeResult
+from cluster.db.transitions import HostRecord, LagLimits, primary_position, transition
 
 MB = 1024 * 1024
 LIMITS = LagLimits(max_seconds=10, max_bytes=8 * MB)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from resilience.breaker_policy import BreakerPolicy, BreakerState, Outcome, admit, open_wait, record
+from cluster.resilience.breaker_policy import BreakerPolicy, BreakerState, Outcome, admit, open_wait, record
 
 POLICY = BreakerPolicy(failure_rate=0.5, slow_rate=0.8, slow_call_seconds=1.0, window=10, minimum_calls=4,
                        open_wait=5, max_open_wait=12, half_open_calls=2)
@@ -95,7 +95,7 @@ def test_consecutive_failures_open_even_after_a_window_full_of_successes() -> No
 
 
 def test_a_trial_that_never_reached_the_callee_gives_its_slot_back() -> None:
-    from resilience.breaker_policy import forgo
+    from cluster.resilience.breaker_policy import forgo
 
     state = feed(BreakerState(), [FAIL] * 4, 100)
     state, _ = admit(state, POLICY, state.open_until)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from workers.client_ip import client_ip
+from cluster.workers.client_ip import client_ip
 
 TRUSTED = ["10.0.0.0/8", "127.0.0.1"]
 

@@ -8,11 +8,11 @@ import logging
 import pytest
 from prometheus_client import REGISTRY
 
-from config.settings import RateLimitRule
-from db.hygiene import note_duration, statement_text
-from observability.context import request_id_var
-from resilience.ratelimit import Decision, parse_limits, tightest
-from workers.ratelimit import headers, matching, policy_of
+from cluster.config.settings import RateLimitRule
+from cluster.db.hygiene import note_duration, statement_text
+from cluster.observability.context import request_id_var
+from cluster.resilience.ratelimit import Decision, parse_limits, tightest
+from cluster.workers.ratelimit import headers, matching, policy_of
 
 
 def test_the_first_matching_rule_wins_and_methods_filter() -> None:
@@ -60,7 +60,7 @@ def test_only_statements_over_the_threshold_are_logged_and_counted(caplog: pytes
 
 
 def test_the_embedded_redis_socket_url_is_spelled_for_limits() -> None:
-    from resilience.ratelimit import storage_uri
+    from cluster.resilience.ratelimit import storage_uri
 
     assert storage_uri("unix:///run/cluster/redis.sock?db=0") == "async+redis+unix:///run/cluster/redis.sock?db=0"
     assert storage_uri("redis://127.0.0.1:6379/0") == "async+redis://127.0.0.1:6379/0"
