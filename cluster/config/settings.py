@@ -316,7 +316,9 @@ class AlertSettings(Section):
 
 
 class MetricsSettings(Section):
-    bind: str | None = "127.0.0.1:9100"
+    bind: str | None = Field("127.0.0.1:8199", description=(
+        "/metrics and the dashboard; \"\" disables. 8199 lies outside 9100-9999, the range the Prometheus "
+        "exporters have taken (node_exporter holds 9100)"))
 
 
 class AdminSettings(Section):

@@ -8,6 +8,7 @@ module) is imported and the APP built in a throwaway child process
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cluster.config import Settings
+from cluster.supervisor.port_holder import port_holder
 
 # sockaddr_un.sun_path is 108 bytes on Linux, the final NUL included.
 MAX_UNIX_PATH = 107
@@ -82,7 +84,9 @@ def tcp_bind_problem(key: str, address: str) -> str | None:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(sockaddr)
     except OSError as exc:
-        return f"{key} {address!r}: cannot bind ({exc.strerror or exc})"
+        holder = port_holder(port) if exc.errno == errno.EADDRINUSE else None
+        held = f"; {holder} listens on port {port}" if holder else ""
+        return f"{key} {address!r}: cannot bind ({exc.strerror or exc}{held})"
     return None
 
 

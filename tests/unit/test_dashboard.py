@@ -118,7 +118,7 @@ def test_pages_escape_what_they_show_and_hide_actions_when_read_only() -> None:
 
 
 def test_an_action_goes_back_to_our_own_page_only() -> None:
-    assert _back("http://h:9100/dashboard/queues?queue=low&msg=old", "pause: done") == \
+    assert _back("http://h:8199/dashboard/queues?queue=low&msg=old", "pause: done") == \
         "/dashboard/queues?queue=low&msg=pause%3A+done"
     assert _back("https://evil.example/x", "m").startswith("/dashboard/?")
     assert _back(None, "m") == "/dashboard/?msg=m"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import os
 import socket
 from pathlib import Path
 
@@ -88,7 +89,9 @@ def test_bind_checks() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert "cannot bind" in (preflight.tcp_bind_problem("server.bind", f"127.0.0.1:{port}") or "")
+        problem = preflight.tcp_bind_problem("server.bind", f"127.0.0.1:{port}") or ""
+        # the holder is named, as `ss -ltnp` would: here it is this very process
+        assert "cannot bind" in problem and problem.endswith(f"(pid {os.getpid()}) listens on port {port})"), problem
     assert preflight.tcp_bind_problem("server.bind", "127.0.0.1:0") is None
     assert "cannot resolve" in (preflight.tcp_bind_problem("metrics.bind", "no-such-host.invalid:1") or "")
     assert "not HOST:PORT" in (preflight.tcp_bind_problem("metrics.bind", "garbage") or "")
