@@ -14,24 +14,30 @@ import logging
 import sys
 
 from cluster.config import Settings
-from cluster.queues import registry
-from cluster.workers.app import SHADOWED, build_app, failure_line
+from cluster.supervisor.shadowing import shadowing_note
 
 
 def check(settings: Settings) -> tuple[list[str], list[str]]:
     """(problems, warnings): what stops the workers from booting, and the built-ins the app shadows."""
+    try:
+        # Imported here: a module of the user's directory that shadows one of our dependencies
+        # (a redis.py beside the app) breaks these imports, and that must be said, not crash the check.
+        from cluster.queues import registry
+        from cluster.workers.app import SHADOWED, build_app, failure_line
+    except Exception as exc:
+        return [f"the runtime's own modules failed to import: {type(exc).__name__}: {exc}{shadowing_note()}"], []
     problems, warnings = [], []
     if settings.queues.jobs_module:
         try:
             registry.load_jobs_module(settings.queues.jobs_module)
         except Exception as exc:
             problems.append(f"queues.jobs_module {settings.queues.jobs_module!r} failed to import: "
-                            f"{failure_line(exc)}")
+                            f"{failure_line(exc)}{shadowing_note()}")
     if settings.server.app:
         try:
             app = asyncio.run(build_app(settings))
         except Exception as exc:
-            problems.append(f"server.app {settings.server.app!r}: {failure_line(exc)}")
+            problems.append(f"server.app {settings.server.app!r}: {failure_line(exc)}{shadowing_note()}")
         else:
             warnings += [f"built-in route {route} is shadowed by the app's own route (the app's wins)"
                          for route in app[SHADOWED]]
