@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -93,7 +94,7 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     from cluster.observability.multiproc import use_multiprocess_dir
 
     # The supervisor empties this directory before any of its metrics is written.
-    use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))
+    use_multiprocess_dir(str(Path(loaded.settings.server.state_dir).resolve() / "metrics"))  # preflight refused a link
 
     from cluster.cli.features import install
     from cluster.supervisor.core import Supervisor, SupervisorError
@@ -103,7 +104,8 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
 
     logs = loaded.settings.logging
     configure("supervisor", loaded.settings.server.log_level, logs.format, logs.file)
-    redact_with(mask_text)
+    # The webhook URL is a secret as a whole: nothing logged shows more than its host.
+    redact_with(functools.partial(mask_text, whole=(loaded.settings.alerts.webhook_url,)))
     for line in warnings:
         logging.getLogger("cluster.supervisor.preflight").warning(line)
     supervisor = Supervisor(loaded, {"config_file": config_file, "overrides": overrides})
@@ -248,6 +250,15 @@ def config_check(file: str | None, app: str | None, jobs_module: str | None) -> 
     if app is not None or jobs_module:
         for line in _preflight_or_exit(loaded):
             click.echo(f"warning: {line}", err=True)
+    else:
+        from cluster.supervisor import preflight
+
+        # The checks start runs that change nothing: the two never disagree on a setting.
+        problems = preflight.config_problems(loaded.settings)
+        for line in problems:
+            click.echo(f"error: {line}", err=True)
+        if problems:
+            sys.exit(EXIT_CONFIG)
     where = f"file {loaded.file}" if loaded.file else "defaults and environment"
     click.echo(f"ok: {where}")
 

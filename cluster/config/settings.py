@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from cluster.config.monitored import NAMES as MONITORED_NAMES
+from cluster.config.values import header_problem, redis_db_problem, tcp_address_problem
 
 PRIORITIES: tuple[str, ...] = ("high", "medium", "low", "background")
 # Upper bounds of counts and sizes (README: Bounds): a typo of a few zeros is an error, not a fork storm.
@@ -44,6 +45,8 @@ def _check_url(value: str | None, schemes: tuple[str, ...]) -> str | None:
         raise ValueError("URL has no host")
     if parts.scheme in ("http", "https") and not parts.hostname:
         raise ValueError("URL has no host")
+    if parts.scheme in ("redis", "rediss", "unix") and (problem := redis_db_problem(value)):
+        raise ValueError(problem)
     return value
 
 
@@ -74,9 +77,8 @@ class ServerSettings(Section):
         for item in value:
             if item.startswith("unix:"):
                 continue
-            host, sep, port = item.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(f"bind address {item!r} is not HOST:PORT or unix:PATH")
+            if problem := tcp_address_problem(item):
+                raise ValueError(f"bind address {problem} (HOST:PORT or unix:PATH)")
         return value
 
     @field_validator("app")
@@ -314,11 +316,26 @@ class AlertSettings(Section):
     def _url(cls, value: str | None) -> str | None:
         return _check_url(value, ("http", "https"))
 
+    @field_validator("webhook_headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if problem := header_problem(name, text):
+                raise ValueError(problem)
+        return value
+
 
 class MetricsSettings(Section):
     bind: str | None = Field("127.0.0.1:8199", description=(
         "/metrics and the dashboard; \"\" disables. 8199 lies outside 9100-9999, the range the Prometheus "
         "exporters have taken (node_exporter holds 9100)"))
+
+    @field_validator("bind")
+    @classmethod
+    def _bind(cls, value: str | None) -> str | None:
+        if value and (problem := tcp_address_problem(value)):
+            raise ValueError(f"bind address {problem}")
+        return value
 
 
 class AdminSettings(Section):
@@ -368,6 +385,11 @@ class RateLimitSettings(Section):
     api_key_header: str = "X-API-Key"
     fail_open: bool = Field(True, description="Redis down: let requests through (false: answer 503)")
     timeout: float = Field(0.1, gt=0, description="a Redis call slower than this counts as Redis down (s)")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return _check_url(value, ("redis", "rediss", "unix"))
 
 
 class Settings(Section):

@@ -14,23 +14,38 @@ import os
 import secrets
 from pathlib import Path
 
+from cluster.safe_files import write_file
+
 SECRET_FILE = "alerts.secret"
+MIN_SECRET_BYTES = 32
 ACK_PATH = "/alerts/ack"
 
 
+def read_secret(path: Path) -> bytes:
+    """The key kept at ``path``, read without following a link; b"" when there is none (or a link)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # missing, or a symlink (ELOOP): never read through it
+        return b""
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(4096).strip()
+
+
 def install_secret(state_dir: Path, configured: str | None) -> bytes:
-    """The configured secret, or this install's own (created on first use)."""
+    """The configured secret, or this install's own: created, or replaced when short, empty or a link.
+
+    A short key makes links forgeable (an empty one signs with the key b""), so
+    anything under ``MIN_SECRET_BYTES`` is replaced; the new key is written to a
+    fresh file renamed over the old name (atomic: a crash never leaves it half written).
+    """
     if configured:
         return configured.encode()
     path = state_dir / SECRET_FILE
-    try:
-        return path.read_bytes().strip()
-    except FileNotFoundError:
-        pass
-    value = secrets.token_hex(32).encode()
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(value)
+    value = read_secret(path)
+    if len(value) >= 2 * MIN_SECRET_BYTES:  # hex: two characters a byte
+        return value
+    value = secrets.token_hex(MIN_SECRET_BYTES).encode()
+    write_file(path, value, mode=0o600)
     return value
 
 

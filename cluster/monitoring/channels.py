@@ -152,6 +152,7 @@ def _refusal(status: int, text: str, retry_after: float | None, what: str) -> Ch
 
 
 async def _post(session: aiohttp.ClientSession, url: str, what: str, **kwargs: Any) -> str:
+    """POST to a receiver; its URL is a credential as a whole, so no error names more than its host."""
     try:
         async with session.post(url, **kwargs) as response:
             text = await response.text()
@@ -160,9 +161,9 @@ async def _post(session: aiohttp.ClientSession, url: str, what: str, **kwargs: A
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             if response.status == 429 and retry_after is None:
                 retry_after = _telegram_retry_after(text)
-            raise _refusal(response.status, mask_text(text), retry_after, what)
+            raise _refusal(response.status, mask_text(text, whole=(url,)), retry_after, what)
     except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-        raise ChannelError(mask_text(f"{type(exc).__name__}: {exc}")) from exc
+        raise ChannelError(mask_text(f"{type(exc).__name__}: {exc}", whole=(url,))) from exc
 
 
 def _telegram_retry_after(text: str) -> float | None:

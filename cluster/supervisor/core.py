@@ -38,6 +38,7 @@ from cluster.arbiter.http_tier import write_target
 from cluster.component import Component
 from cluster.supervisor import control, first_boot
 from cluster.supervisor.exposure import warn_if_exposed
+from cluster.supervisor.state_dir import located, private_subdir
 from cluster.supervisor.state_dir import prepare as prepare_state_dir
 from cluster.safe_files import write_file
 from cluster.supervisor.db_health import with_view
@@ -66,7 +67,7 @@ class Supervisor:
     def __init__(self, loaded: LoadedConfig, load_args: dict[str, Any] | None = None) -> None:
         self.loaded = loaded
         self.load_args = load_args or {}
-        self.state_dir = Path(loaded.settings.server.state_dir).resolve()
+        self.state_dir = located(loaded.settings.server.state_dir)  # a link is refused before it is resolved
         bounds = loaded.settings.workers
         self.runtime = WorkerRuntime.initial(bounds.min, bounds.max)
         self._base = loaded.settings
@@ -181,8 +182,8 @@ class Supervisor:
                 raise SupervisorError(f"a supervisor already runs with state dir {self.state_dir} ({sock} answers)")
             sock.unlink()
         # Metric files of a previous run would be summed into this one's.
-        shutil.rmtree(self.metrics_dir, ignore_errors=True)
-        self.metrics_dir.mkdir(mode=0o700)
+        shutil.rmtree(self.metrics_dir, ignore_errors=True)  # rmtree refuses a link: private_subdir then does
+        private_subdir(self.state_dir, self.metrics_dir.name)
         self.write_settings()
         write_target(self.state_dir, self.runtime.target)
 

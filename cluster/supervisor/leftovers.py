@@ -6,12 +6,18 @@ so the next start of the same state dir ends what is left, in order: first
 it lets the old consumers finish (they are already stopping), then it stops
 the old redis-server, which writes its append-only file, and only then does
 a new redis-server start on the same data.
+
+Only processes of this user count: any local user can start a process whose
+command line names our settings file, and waiting for it (or, as root,
+killing it) would hand that user a lever on our start. The pid file is read
+without following a link and removed, so redis-server writes a fresh one.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -26,28 +32,48 @@ def redis_pidfile(state_dir: Path) -> Path:
     return state_dir / "redis.pid"
 
 
+def is_ours(uids: tuple[int, ...] | None, uid: int) -> bool:
+    """Pure: a process whose real and effective uids are both ``uid`` (psutil's ``uids()``: real, effective, saved)."""
+    return uids is not None and uids[0] == uid and uids[1] == uid
+
+
 def old_consumers(settings_path: Path) -> list[psutil.Process]:
-    """Queue pool processes started for this state dir (their command line names its settings file).
+    """Queue pool processes of this user started for this state dir (their command line names its settings file).
 
     A forked pool keeps its fork server's command line (``queues.fork_server``).
     """
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
+    found, uid = [], os.geteuid()
+    for proc in psutil.process_iter(["cmdline", "uids"]):
         cmdline = proc.info.get("cmdline") or []
-        if {"cluster.queues.pool", "cluster.queues.fork_server"} & set(cmdline) and str(settings_path) in cmdline:
+        if {"cluster.queues.pool", "cluster.queues.fork_server"} & set(cmdline) and str(settings_path) in cmdline \
+                and is_ours(proc.info.get("uids"), uid):
             found.append(proc)
     return found
 
 
-def old_redis(state_dir: Path) -> psutil.Process | None:
-    """The redis-server of a previous run of this state dir, if it still runs (checked, not just the pid:
-    redis-server rewrites its command line, but it runs in its data dir)."""
+def read_pid(path: Path) -> int | None:
+    """The pid in ``path``, read without following a link (a planted one reads as no pid)."""
     try:
-        pid = int(redis_pidfile(state_dir).read_text().strip())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        text = handle.read(32).strip()
+    return int(text) if text.isdigit() else None
+
+
+def old_redis(state_dir: Path) -> psutil.Process | None:
+    """This user's redis-server of a previous run of this state dir, if it still runs (checked, not just the
+    pid: redis-server rewrites its command line, but it runs in its data dir)."""
+    pid = read_pid(redis_pidfile(state_dir))
+    if pid is None:
+        return None
+    try:
         proc = psutil.Process(pid)
-        if "redis" in proc.name() and Path(proc.cwd()) == state_dir / "redis":
+        if is_ours(tuple(proc.uids()), os.geteuid()) and "redis" in proc.name() \
+                and Path(proc.cwd()) == state_dir / "redis":
             return proc
-    except (OSError, ValueError, psutil.Error):
+    except (OSError, psutil.Error):
         pass
     return None
 
@@ -66,6 +92,8 @@ async def end_leftovers(state_dir: Path, settings_path: Path, consumer_grace: fl
     """Let the consumers of a dead supervisor finish (up to ``consumer_grace``), then stop its redis-server."""
     consumers = old_consumers(settings_path)
     redis = old_redis(state_dir)
+    # The new redis-server writes its own; a link planted there would have it write through.
+    redis_pidfile(state_dir).unlink(missing_ok=True)
     if not consumers and redis is None:
         return
     log.warning("a previous supervisor of this state dir died without stopping: waiting for its %d queue "

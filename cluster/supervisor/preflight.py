@@ -3,7 +3,11 @@
 Each check returns problems, one line each. The user's code (APP, the jobs
 module) is imported and the APP built in a throwaway child process
 (``cluster.supervisor.preflight_app``), so the supervisor never imports it.
-``cluster start`` and ``cluster config check --app`` run the same checks.
+The checks that change nothing (``config_problems``: the settings survive
+their JSON form, binds resolve, the state dir is usable) are one list that
+``cluster config check`` and ``cluster start`` both run, so the two never
+disagree; ``start`` and ``config check --app`` then also bind each address
+for a moment and build the APP.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cluster.config import Settings
+from cluster.config.values import split_host_port
+from cluster.supervisor.state_dir import StateDirError, located, problems as state_dir_stat_problems
 from cluster.supervisor.port_holder import port_holder
 
 # sockaddr_un.sun_path is 108 bytes on Linux, the final NUL included.
@@ -58,26 +64,25 @@ def round_trip_problems(settings: Settings) -> list[str]:
     return []
 
 
-def split_host_port(address: str) -> tuple[str, int]:
-    """``HOST:PORT`` or ``[V6]:PORT`` -> (host, port); ValueError when it is not."""
-    host, sep, port = address.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError("not HOST:PORT")
-    return host, int(port)
+def resolve(key: str, address: str) -> tuple[list[tuple], str | None]:
+    """(getaddrinfo's answers, None) for a ``HOST:PORT`` bind, or ([], the problem)."""
+    try:
+        host, port = split_host_port(address)
+    except ValueError:
+        return [], f"{key} {address!r} is not HOST:PORT"
+    try:
+        return socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE), None
+    except (socket.gaierror, UnicodeError) as exc:
+        return [], f"{key} {address!r}: cannot resolve {host!r} ({getattr(exc, 'strerror', None) or exc})"
 
 
 def tcp_bind_problem(key: str, address: str) -> str | None:
     """Whether ``address`` resolves and can be bound now (bound, then closed at once)."""
-    try:
-        host, port = split_host_port(address)
-    except ValueError:
-        return f"{key} {address!r} is not HOST:PORT"
-    try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
-    except socket.gaierror as exc:
-        return f"{key} {address!r}: cannot resolve {host!r} ({exc.strerror})"
+    infos, problem = resolve(key, address)
+    if problem:
+        return problem
     family, kind, proto, _, sockaddr = infos[0]
+    port = sockaddr[1]
     try:
         with socket.socket(family, kind, proto) as sock:
             # As gunicorn binds: a port in TIME_WAIT is free to take.
@@ -99,20 +104,27 @@ def unix_bind_problem(key: str, path: str) -> str | None:
     return None
 
 
-def bind_problems(settings: Settings) -> list[str]:
-    problems = []
-    for address in settings.server.bind:
+def _binds(settings: Settings) -> list[tuple[str, str]]:
+    """(key, address) of every address the cluster listens on."""
+    binds = [("server.bind", address) for address in settings.server.bind]
+    return binds + ([("metrics.bind", settings.metrics.bind)] if settings.metrics.bind else [])
+
+
+def resolve_problems(settings: Settings) -> list[str]:
+    """Every TCP bind parses and resolves (nothing is bound); a unix one fits AF_UNIX in a usable dir."""
+    found = []
+    for key, address in _binds(settings):
         if address.startswith("unix:"):
-            problem = unix_bind_problem("server.bind", address[len("unix:"):])
+            found.append(unix_bind_problem(key, address[len("unix:"):]))
         else:
-            problem = tcp_bind_problem("server.bind", address)
-        if problem:
-            problems.append(problem)
-    if settings.metrics.bind:
-        problem = tcp_bind_problem("metrics.bind", settings.metrics.bind)
-        if problem:
-            problems.append(problem)
-    return problems
+            found.append(resolve(key, address)[1])
+    return [problem for problem in found if problem]
+
+
+def bind_problems(settings: Settings) -> list[str]:
+    """Every TCP bind can be bound now."""
+    found = [tcp_bind_problem(key, address) for key, address in _binds(settings) if not address.startswith("unix:")]
+    return [problem for problem in found if problem]
 
 
 def socket_path_problems(state_dir: Path) -> list[str]:
@@ -122,6 +134,27 @@ def socket_path_problems(state_dir: Path) -> list[str]:
         return [f"server.state_dir {str(state_dir)!r}: its control socket path is {len(str(control))} bytes, "
                 f"longer than the {MAX_UNIX_PATH} a unix socket allows; use a shorter path"]
     return []
+
+
+def state_dir_config_problems(given: str) -> list[str]:
+    """The state dir as `start` will refuse it, changing nothing: a link, under /proc, not ours, too long."""
+    try:
+        state_dir = located(given)
+    except StateDirError as exc:
+        return [f"server.state_dir: {exc}"]
+    try:
+        found = state_dir_stat_problems(state_dir, os.lstat(state_dir), os.geteuid())
+    except FileNotFoundError:
+        found = []
+    return [f"server.state_dir: {problem}" for problem in found] or socket_path_problems(state_dir)
+
+
+def config_problems(settings: Settings) -> list[str]:
+    """The checks that need no side effect: `config check` and `start` run this same list (exit 2)."""
+    found = round_trip_problems(settings)
+    if found:
+        return found
+    return state_dir_config_problems(settings.server.state_dir) + resolve_problems(settings)
 
 
 def state_dir_problems(state_dir: Path) -> list[str]:
@@ -162,12 +195,11 @@ def app_check(settings: Settings, timeout: float) -> tuple[list[str], list[str]]
 
 def run(settings: Settings) -> Report:
     """Every check; nothing is left running and nothing but the state dir is created."""
-    state_dir = Path(settings.server.state_dir).resolve()
-    report = Report(config=round_trip_problems(settings) + socket_path_problems(state_dir))
+    report = Report(config=config_problems(settings))
     if report.config:
         return report
     report.runtime += bind_problems(settings)
-    report.runtime += state_dir_problems(state_dir)
+    report.runtime += state_dir_problems(located(settings.server.state_dir))
     problems, report.warnings = app_check(settings, max(settings.server.boot_grace, 10.0))
     report.runtime += problems
     return report

@@ -28,6 +28,7 @@ from cluster.supervisor.forked import ForkedChild, ForkServerChild, fork_server_
 from cluster.supervisor.restart_policy import RestartPolicy
 from cluster.supervisor.subreaper import OrphanReaper, become_subreaper
 from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
+from cluster.supervisor.state_dir import private_subdir
 from cluster.safe_files import write_file
 from cluster.config import PRIORITIES, Settings
 from cluster.config.masking import mask_url
@@ -139,7 +140,7 @@ class QueueTier:
         The state dir check already refused a path too long for the socket: there is no TCP fallback.
         """
         state_dir = self.supervisor.state_dir
-        (state_dir / "redis").mkdir(mode=0o700, exist_ok=True)
+        private_subdir(state_dir, "redis")  # a link there is refused: Redis's data never goes through it
         password = secrets.token_urlsafe(32)
         conf = state_dir / "redis.conf"
         write_file(conf, redis_config(state_dir, password, redis_maxmemory(self.supervisor.settings)))
