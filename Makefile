@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps run test bench lock audit
+.PHONY: install system-deps run test bench lock audit dist
 
 LOCK := requirements/test.lock
 
@@ -21,6 +21,13 @@ lock:
 	.venv-audit/bin/pip-compile -q --generate-hashes --allow-unsafe --all-build-deps --extra test \
 		-c constraints.txt --strip-extras --no-emit-index-url -o $(LOCK) pyproject.toml
 
+# The wheel and the sdist in dist/, checked by twine (in a venv of their own: neither is a dependency).
+dist:
+	test -x .venv-dist/bin/twine || (python3 -m venv .venv-dist && .venv-dist/bin/pip install -q build twine)
+	rm -rf dist
+	.venv-dist/bin/python -m build --outdir dist .
+	.venv-dist/bin/twine check --strict dist/*
+
 # Exit 0 clean, 1 vulnerable, 3 the database was unreachable (said plainly; never a false "no vulnerabilities").
 audit:
 	python3 scripts/audit.py
@@ -30,8 +37,10 @@ system-deps:
 
 install: $(STAMP) system-deps
 
+# The quotes demo (examples/quotes) with its pools and, when PostgreSQL is installed, a primary and three
+# replicas; `make run APP=mod:app JOBS=mod` runs yours instead, `make run APP=` the built-in app alone.
 run: install
-	$(VENV)/bin/cluster start
+	$(PY) scripts/run-demo $(if $(filter command,$(origin APP)),--app '$(APP)') $(if $(filter command,$(origin JOBS)),--jobs '$(JOBS)')
 
 # The audit runs first and reports (findings, or plainly that its database was unreachable); it never
 # stops the tests: a vulnerability published today must not turn every CI run red. `make audit` fails on findings.
