@@ -16,6 +16,7 @@ gunicorn's own arbiter with these changes made in a subclass:
 
 from __future__ import annotations
 
+import grp
 import importlib.util
 import logging
 import os
@@ -88,6 +89,31 @@ class JsonLogger(glogging.Logger):
 def _post_fork(server: Arbiter, worker: Any) -> None:
     set_role("http-worker")
     WORKER_STATE.reset_after_fork()
+
+
+def unix_umask(mode: str) -> int:
+    """The umask under which gunicorn's bind() creates a unix socket of exactly ``mode`` (octal text).
+
+    gunicorn binds a ``unix:`` address under its ``umask`` setting, 0 by default: a world-connectable
+    socket. With this one the socket is born with ``server.unix_mode``, with no window in between.
+    """
+    return 0o777 & ~int(mode, 8)
+
+
+def _unix_group(server: Arbiter) -> None:
+    """``server.unix_group``: the group of each ``unix:`` bind's socket (gunicorn's own group setting would
+    also change the workers' group)."""
+    settings = server.app.settings.server
+    if not settings.unix_group:
+        return
+    try:
+        gid = int(settings.unix_group) if settings.unix_group.isdigit() else grp.getgrnam(settings.unix_group).gr_gid
+    except KeyError:
+        log.error("server.unix_group %r: no such group; the sockets keep our group", settings.unix_group)
+        return
+    for bind in settings.bind:
+        if bind.startswith("unix:"):
+            os.chown(bind[len("unix:"):], -1, gid)
 
 
 def _child_exit(server: "ClusterArbiter", worker: Any) -> None:
@@ -208,6 +234,8 @@ class HttpTier(BaseApplication):
             "proc_name": "cluster-http",
             "control_socket": str(state_dir / "gunicorn.ctl"),
             "post_fork": _post_fork,
+            "when_ready": _unix_group,
+            "umask": unix_umask(server.unix_mode),
             "child_exit": _child_exit,
         }
         for key, value in options.items():

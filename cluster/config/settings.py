@@ -7,6 +7,7 @@ that names the key instead of a setting silently ignored.
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
@@ -27,6 +28,8 @@ up to this many: 32 spends about a third less CPU per job than 10 did (scripts/b
 MAX_DB_POOL = 1000
 MAX_SECONDS = 86400.0
 MAX_MEMORY_MB = 1024 * 1024
+MIN_SECRET_LENGTH = 16
+"""Shortest admin token and ack secret: guessing a 16-character secret online is hopeless, a 1-character one is not."""
 
 
 class Section(BaseModel):
@@ -68,7 +71,17 @@ class ServerSettings(Section):
         "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
     access_log: bool = False
     trusted_proxies: list[str] = Field(
-        default_factory=list, description="peers (IPs or CIDR networks) whose X-Forwarded-For/Forwarded is believed")
+        default_factory=list, description="peers (IPs or CIDR networks) whose forwarded_header is believed; "
+                                          "such a peer is never a local client")
+    forwarded_header: str = Field(
+        "X-Forwarded-For", pattern=r"^[A-Za-z0-9-]{1,64}$",
+        description="the one header the trusted proxies set to the client's address (X-Forwarded-For, "
+                    "Forwarded or X-Real-IP); any other is ignored")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, max_length=256,
+        description="names (Host header) under which the admin surfaces answer, besides loopback and the binds")
+    unix_mode: str = Field("0600", pattern=r"^0?[0-7]{3}$", description="mode of a unix: bind's socket (octal)")
+    unix_group: str | None = Field(None, description="group of a unix: bind's socket (name or gid); unset: ours")
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("bind")
@@ -80,6 +93,21 @@ class ServerSettings(Section):
             if problem := tcp_address_problem(item):
                 raise ValueError(f"bind address {problem} (HOST:PORT or unix:PATH)")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _trusted_proxies(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network (names are not resolved)") from None
+        return value
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _allowed_hosts(cls, value: list[str]) -> list[str]:
+        return [host.strip().lower() for host in value if host.strip()]
 
     @field_validator("app")
     @classmethod
@@ -309,7 +337,8 @@ class AlertSettings(Section):
     escalation: dict[Literal["warning", "critical"], EscalationPolicy] = Field(
         default_factory=dict, description="per severity: ordered steps, repeated, stopped by an acknowledgement")
     ack_base_url: str | None = Field(None, description="public URL of the workers, for signed acknowledge links")
-    ack_secret: str | None = Field(None, description="HMAC key of ack links; default: <state_dir>/alerts.secret")
+    ack_secret: str | None = Field(None, min_length=MIN_SECRET_LENGTH,
+                                   description="HMAC key of ack links; default: <state_dir>/alerts.secret")
 
     @field_validator("webhook_url", "telegram_api_base", "sms_api_base", "ack_base_url")
     @classmethod
@@ -339,7 +368,10 @@ class MetricsSettings(Section):
 
 
 class AdminSettings(Section):
-    token: str | None = Field(None, description="bearer token for admin routes and actions (CLUSTER_ADMIN_TOKEN)")
+    token: str | None = Field(None, min_length=MIN_SECRET_LENGTH,
+                              description="bearer token for admin routes and actions (CLUSTER_ADMIN_TOKEN)")
+    trust_local: bool = Field(True, description="a loopback or unix-socket peer with no proxy header is admin "
+                                                "without the token (docs/security.md: tunnels, header-less proxies)")
 
 
 class DashboardSettings(Section):
@@ -348,6 +380,8 @@ class DashboardSettings(Section):
     history_step: float = Field(10.0, gt=0, description="seconds between two history points")
     history_points: int = Field(8640, ge=60, description="history points kept (8640 x 10 s = 24 h)")
     session_ttl: float = Field(12 * 3600.0, gt=0, description="a login session's lifetime (s)")
+    cookie_secure: bool = Field(False, description="always mark the dashboard's cookies Secure (else only when the "
+                                                   "request is HTTPS, directly or by a trusted proxy)")
 
 
 class LoggingSettings(Section):

@@ -1,7 +1,8 @@
 """The dashboard's HTTP face on the supervisor's own listener (``metrics.bind``), under /dashboard/.
 
 Every route but the static files and the login form goes through the admin
-check (``auth.refusal``); every POST also needs the CSRF token. Pages are
+check (``auth.refusal``); every POST also needs the CSRF token and a same-origin
+``Origin``/``Referer`` (``csrf``); logins are throttled (``login_throttle``). Pages are
 rendered here; their live part comes from the producer (SSE on
 /dashboard/stream, or /dashboard/api/live when the page falls back to
 polling).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
@@ -20,10 +22,14 @@ from urllib.parse import urlencode, urlsplit
 from aiohttp import web
 
 from cluster.dashboard import auth, queue_ops, render
+from cluster.dashboard.csrf import FIELD as CSRF_FIELD, NONCE_COOKIE, CsrfTokens, same_origin
+from cluster.dashboard.login_throttle import LoginThrottle
 from cluster.config import PRIORITIES
 from cluster.queues.connection import UNAVAILABLE_ERRORS
 from cluster.dashboard.actions import ACTIONS, ActionError, show_job
 from cluster.dashboard.producer import CLOSED
+from cluster.workers.admin_auth import MISDIRECTED, AdminPolicy
+from cluster.workers.client_ip import client_ip, is_https
 
 if TYPE_CHECKING:
     from cluster.dashboard.producer import Producer
@@ -54,6 +60,9 @@ class DashboardWeb:
         self.dashboard = dashboard
         self.sup = dashboard.supervisor
         self.sessions = auth.Sessions(self.sup.settings.dashboard.session_ttl)
+        self.csrf = CsrfTokens(self.sessions)
+        self.throttle = LoginThrottle()
+        self._report_due: asyncio.TimerHandle | None = None
 
     # -- plumbing -------------------------------------------------------------------
 
@@ -63,7 +72,20 @@ class DashboardWeb:
 
     def _refusal(self, request: web.Request) -> tuple[int, str] | None:
         return auth.refusal(request.remote, request.headers, request.cookies, self.sessions,
-                            self.sup.settings.admin.token)
+                            AdminPolicy.of(self.sup.settings))
+
+    def _client(self, request: web.Request) -> str:
+        server = self.sup.settings.server
+        return client_ip(request.remote, request.headers, server.trusted_proxies, server.forwarded_header)
+
+    def _set_cookie(self, request: web.Request, response: web.StreamResponse, name: str, value: str,
+                    max_age: int | None = None) -> None:
+        """HttpOnly, SameSite=Strict, under /dashboard/; Secure when the client talks HTTPS (or when forced)."""
+        settings = self.sup.settings
+        secure = settings.dashboard.cookie_secure or is_https(request.scheme, request.remote, request.headers,
+                                                               settings.server.trusted_proxies)
+        response.set_cookie(name, value, httponly=True, samesite="Strict", path=render.BASE, secure=secure,
+                            max_age=max_age)
 
     def guarded(self, handler: Handler, html: bool = True) -> Handler:
         """The admin check before ``handler``: a refused browser gets the login form, anything else JSON."""
@@ -72,27 +94,30 @@ class DashboardWeb:
             if refused is None:
                 return await handler(request)
             status, reason = refused
-            if html and request.method == "GET":
+            if html and request.method == "GET" and status != MISDIRECTED:
                 body = render.layout("Log in", "", render.login_form(reason, bool(self.sup.settings.admin.token)),
                                      csrf="")
                 return web.Response(text=body, status=status, content_type="text/html", headers=SECURITY_HEADERS)
-            return web.json_response({"error": reason, "status": status}, status=status)
+            return _json_error(status, reason)
         return check
 
-    def _csrf(self, request: web.Request) -> tuple[str, bool]:
-        """The client's CSRF token, and whether it is new (then it goes into a cookie)."""
-        token = request.cookies.get(auth.CSRF_COOKIE)
-        return (token, False) if token else (auth.new_csrf_token(), True)
-
     def _page(self, request: web.Request, title: str, current: str, body: str, live_page: str | None = None,
-              status: int = 200) -> web.Response:
-        token, new = self._csrf(request)
+              status: int = 200, admin: bool = True) -> web.Response:
+        """A whole page; an admin's carries the CSRF token of its session (or of a new nonce, set as a cookie).
+
+        The token is the server's HMAC, never a cookie's value: nothing from a cookie reaches the HTML.
+        """
+        binding, nonce = self.csrf.binding(request.cookies), None
+        if admin and binding is None:
+            nonce = self.csrf.nonces.issue()
+            binding = f"nonce:{nonce}"
+        token = self.csrf.token(binding) if admin and binding else ""
         html = render.layout(title, current, body, token, request.query.get("msg"), live_page, self.read_only,
                              logged_in=self.sessions.valid(request.cookies.get(auth.SESSION_COOKIE)))
-        html = html.replace('name="csrf" value=""', f'name="csrf" value="{token}"')
+        html = html.replace('name="csrf" value=""', f'name="csrf" value="{render.e(token)}"')
         response = web.Response(text=html, status=status, content_type="text/html", headers=SECURITY_HEADERS)
-        if new:
-            response.set_cookie(auth.CSRF_COOKIE, token, httponly=True, samesite="Strict", path=render.BASE)
+        if nonce:
+            self._set_cookie(request, response, NONCE_COOKIE, nonce)
         return response
 
     async def _snapshot(self) -> dict[str, Any]:
@@ -200,27 +225,66 @@ class DashboardWeb:
 
     # -- login and actions ------------------------------------------------------------
 
+    def _foreign_host(self, request: web.Request) -> web.Response | None:
+        """421 for a request whose Host is not one of ours (DNS rebinding), else None."""
+        if AdminPolicy.of(self.sup.settings).hosts.allows(request.headers.get("Host")):
+            return None
+        return _json_error(MISDIRECTED, "the Host header does not name this instance: add the name to "
+                                        "server.allowed_hosts")
+
     async def login_form(self, request: web.Request) -> web.Response:
+        if (refused := self._foreign_host(request)) is not None:
+            return refused
         return self._page(request, "Log in", "", render.login_form("Give the admin token (CLUSTER_ADMIN_TOKEN).",
-                                                                   bool(self.sup.settings.admin.token)))
+                                                                   bool(self.sup.settings.admin.token)), admin=False)
+
+    def _count_refusal(self) -> None:
+        """Refused and throttled logins are logged as one line per throttle window, not one per try."""
+        if self._report_due is None:
+            self._report_due = asyncio.get_running_loop().call_later(self.throttle.window, self._report_refusals)
+
+    def _report_refusals(self) -> None:
+        self._report_due = None
+        report = self.throttle.report()
+        if report is not None:
+            log.warning("dashboard login: %d wrong tokens and %d throttled tries from %d clients in %g s",
+                        report.refused, report.throttled, report.clients, self.throttle.window,
+                        extra={"refused": report.refused, "throttled": report.throttled, "clients": report.clients})
 
     async def login(self, request: web.Request) -> web.Response:
+        if (refused := self._foreign_host(request)) is not None:
+            return refused
+        if not same_origin(request.headers):
+            return _json_error(403, "the login form must be posted from a dashboard page (Origin/Referer)")
+        client = self._client(request)
+        wait = self.throttle.retry_after(client, time.monotonic())
+        if wait > 0:
+            self._count_refusal()
+            response = _json_error(429, "too many wrong tokens: wait before trying again")
+            response.headers["Retry-After"] = str(math.ceil(wait))
+            return response
         form = await request.post()
-        sid = self.sessions.login(str(form.get("token", "")), self.sup.settings.admin.token)
+        token = self.sup.settings.admin.token
+        sid = self.sessions.login(str(form.get("token", "")), token)
         if sid is None:
-            log.warning("dashboard login refused", extra={"peer": request.remote})
-            body = render.login_form("That is not the admin token.", bool(self.sup.settings.admin.token))
-            return self._page(request, "Log in", "", body, status=401)
-        log.info("dashboard login", extra={"peer": request.remote})
+            self.throttle.failed(client, time.monotonic())
+            self._count_refusal()
+            body = render.login_form("That is not the admin token.", bool(token))
+            return self._page(request, "Log in", "", body, status=401, admin=False)
+        self.throttle.succeeded(client)
+        log.info("dashboard login", extra={"peer": client})
         response = web.HTTPSeeOther(render.BASE)
-        response.set_cookie(auth.SESSION_COOKIE, sid, httponly=True, samesite="Strict", path=render.BASE,
-                            max_age=int(self.sup.settings.dashboard.session_ttl))
+        # A new session is a new CSRF binding: the token of any page seen before the login is void.
+        self._set_cookie(request, response, auth.SESSION_COOKIE, sid, int(self.sup.settings.dashboard.session_ttl))
+        self.csrf.nonces.drop(request.cookies.get(NONCE_COOKIE))
+        response.del_cookie(NONCE_COOKIE, path=render.BASE)
         return response  # type: ignore[return-value]
 
     async def logout(self, request: web.Request) -> web.Response:
         form = await request.post()
-        if not auth.csrf_ok(request.headers, request.cookies, str(form.get(auth.CSRF_FIELD, "")) or None):
-            return web.json_response({"error": "missing or wrong CSRF token", "status": 403}, status=403)
+        why = self.csrf.refusal(request.headers, request.cookies, str(form.get(CSRF_FIELD, "")) or None)
+        if why is not None:
+            return _json_error(403, why)
         self.sessions.logout(request.cookies.get(auth.SESSION_COOKIE))
         response = web.HTTPSeeOther(f"{render.BASE}login")
         response.del_cookie(auth.SESSION_COOKIE, path=render.BASE)
@@ -233,8 +297,9 @@ class DashboardWeb:
         try:
             if name not in ACTIONS:
                 raise ActionError(404, f"no action {name!r}")
-            if not auth.csrf_ok(request.headers, request.cookies, params.pop(auth.CSRF_FIELD, None) or None):
-                raise ActionError(403, "missing or wrong CSRF token: reload the page and try again")
+            why = self.csrf.refusal(request.headers, request.cookies, params.pop(CSRF_FIELD, None) or None)
+            if why is not None:
+                raise ActionError(403, why)
             if self.read_only:
                 raise ActionError(403, "the dashboard is read-only (dashboard.read_only)")
             result = await ACTIONS[name](self.sup, params)
@@ -264,6 +329,10 @@ class DashboardWeb:
         app.router.add_get(base + "jobs/{job_id}", g(self.job_page))
         app.router.add_post(base + "action/{name}", g(self.action, html=False))
         app.router.add_get(base + "{page}", g(self.live_page))
+
+
+def _json_error(status: int, reason: str) -> web.Response:
+    return web.json_response({"error": reason, "status": status}, status=status)
 
 
 async def _to_dashboard(request: web.Request) -> web.Response:

@@ -37,12 +37,31 @@ from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
 from cluster.workers.admin_guard import admin_only
+from cluster.workers.middleware import Handler, watch_body
 from cluster.config.monitored import MONITORED
 
 if TYPE_CHECKING:
     from cluster.component import Host
 
 log = logging.getLogger("cluster.monitoring.monitor")
+HEADER_TIMEOUT = 5.0
+"""Seconds a connection to the supervisor's listener may take to send a request head (server.keepalive unless 0)."""
+
+
+def body_deadline(timeout: Callable[[], float]) -> Callable[[web.Request, Handler], Any]:
+    """A request body that sends nothing for ``timeout()`` seconds gets 408, as on the workers."""
+
+    @web.middleware
+    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if not request.body_exists or request.content.is_eof():
+            return await handler(request)
+        watchdog = asyncio.create_task(watch_body(request, timeout()))
+        try:
+            return await handler(request)
+        finally:
+            watchdog.cancel()
+
+    return deadline
 STORE_LOAD_ATTEMPTS = 20
 METRICS: dict[str, str] = {m.name: m.unit for m in MONITORED}
 
@@ -138,11 +157,15 @@ class Monitor:
         if not bind:
             return
         # The dashboard's pages guard themselves (login form, sessions, CSRF, the same admin check).
-        app = web.Application(middlewares=[admin_only(lambda: self.host.settings.admin.token, exempt=("/dashboard",))])
+        app = web.Application(middlewares=[body_deadline(lambda: self.host.settings.server.body_timeout),
+                                           admin_only(lambda: self.host.settings, exempt=("/dashboard",))])
         app.router.add_get("/metrics", self.handle_metrics)
         for add_routes in self.listener_routes:  # the dashboard serves its pages here
             add_routes(app)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keepalive_timeout also bounds a new connection's wait for a whole request head (aiohttp arms it
+        # at connect): a client trickling its headers cannot hold the supervisor's sockets for long.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False,
+                               keepalive_timeout=self.host.settings.server.keepalive or HEADER_TIMEOUT)
         await runner.setup()
         host, _, port = bind.rpartition(":")
         try:

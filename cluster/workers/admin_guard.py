@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
-from cluster.workers.admin_auth import admin_refusal
+from cluster.config import Settings
+from cluster.workers.admin_auth import AdminPolicy, admin_refusal
 from cluster.workers.endpoints import SETTINGS_KEY
 from cluster.workers.middleware import Handler, json_error
 
@@ -76,7 +77,7 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     path = request.path
     if path != HEALTH_PATH and not is_admin_path(path):
         return await handler(request)
-    refusal = admin_refusal(request.remote, request.headers, request.app[SETTINGS_KEY].admin.token)
+    refusal = admin_refusal(request.remote, request.headers, AdminPolicy.of(request.app[SETTINGS_KEY]))
     if path == HEALTH_PATH:
         response = await handler(request)
         return response if refusal is None else trimmed_health(response)
@@ -86,10 +87,10 @@ async def admin_guard(request: web.Request, handler: Handler) -> web.StreamRespo
     return await handler(request)
 
 
-def admin_only(token: Callable[[], str | None], exempt: tuple[str, ...] = ()) -> Middleware:
+def admin_only(settings: Callable[[], Settings], exempt: tuple[str, ...] = ()) -> Middleware:
     """A middleware for a listener whose routes are admin surfaces (the supervisor's /metrics).
 
-    ``token`` is read on each request, so a reload that changes it takes effect. Paths under an
+    ``settings`` are read on each request, so a reload that changes the token takes effect. Paths under an
     ``exempt`` prefix are surfaces with an auth of their own (the dashboard: login, sessions, CSRF).
     """
 
@@ -97,7 +98,7 @@ def admin_only(token: Callable[[], str | None], exempt: tuple[str, ...] = ()) ->
     async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if exempt and request.path.startswith(exempt):
             return await handler(request)
-        refusal = admin_refusal(request.remote, request.headers, token())
+        refusal = admin_refusal(request.remote, request.headers, AdminPolicy.of(settings()))
         if refusal is not None:
             return _refused(*refusal)
         return await handler(request)

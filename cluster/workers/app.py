@@ -24,7 +24,7 @@ from cluster.observability.logs import new_request_id
 from cluster.workers import endpoints, monitoring, queues_api
 from cluster.workers.access_log import JsonAccessLogger
 from cluster.workers import db_routes, resilience_api
-from cluster.workers.admin_auth import admin_refusal
+from cluster.workers.admin_auth import AdminPolicy, admin_refusal
 from cluster.workers.admin_guard import admin_guard, trimmed_health
 from cluster.workers.ratelimit import rate_limit_middleware
 from cluster.workers.middleware import BODY_TIMEOUT, REQUEST_ID_HEADER, Handler, json_error, request_middleware
@@ -134,7 +134,7 @@ async def probe_middleware(request: web.Request, handler: Handler) -> web.Stream
     """
     if request.path == endpoints.PROBE_PATH and request.method in ("GET", "HEAD"):
         response = await endpoints.health(request)
-        refusal = admin_refusal(request.remote, request.headers, request.app[endpoints.SETTINGS_KEY].admin.token)
+        refusal = admin_refusal(request.remote, request.headers, AdminPolicy.of(request.app[endpoints.SETTINGS_KEY]))
         return response if refusal is None else trimmed_health(response)
     return await handler(request)
 

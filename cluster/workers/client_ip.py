@@ -1,9 +1,12 @@
 """Who the client is behind a reverse proxy: pure functions of the peer address and the headers.
 
-``X-Forwarded-For`` and ``Forwarded`` are believed only when the TCP peer is one of
-``server.trusted_proxies``; anyone else could write any address there. Going from the right
-(the hop nearest to us), every address that is itself a trusted proxy is skipped: the first
-one that is not is the client.
+Only one header is read, the one the configured proxies set
+(``server.forwarded_header``, X-Forwarded-For by default), and only when the
+TCP peer is one of ``server.trusted_proxies``: anyone else could write any
+address there, and a header the proxies do not set (a client's own
+``Forwarded`` passed through untouched) is the client's word. Going from the
+right (the hop nearest to us), every address that is itself a trusted proxy is
+skipped: the first one that is not is the client.
 """
 
 from __future__ import annotations
@@ -14,12 +17,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_HEADER = "X-Forwarded-For"
 _FOR = re.compile(r'for="?\[?([^\];",]+)', re.IGNORECASE)
 
 
 @lru_cache(maxsize=64)
 def parse_networks(entries: tuple[str, ...]) -> tuple[Network, ...]:
-    """``server.trusted_proxies`` (addresses or CIDR networks) as networks; ValueError on a typo."""
+    """``server.trusted_proxies`` (addresses or CIDR networks, checked by the settings) as networks."""
     return tuple(ipaddress.ip_network(entry.strip(), strict=False) for entry in entries)
 
 
@@ -39,25 +43,40 @@ def _trusted(address: ipaddress.IPv4Address | ipaddress.IPv6Address | None, netw
     return address is not None and any(address in network for network in networks)
 
 
-def forwarded_chain(headers: Mapping[str, str]) -> list[str]:
-    """The client addresses the proxies appended, leftmost first (``Forwarded`` wins over ``X-Forwarded-For``)."""
-    forwarded = headers.get("Forwarded")
-    if forwarded:
-        return _FOR.findall(forwarded)
-    xff = headers.get("X-Forwarded-For")
-    return [part.strip() for part in xff.split(",") if part.strip()] if xff else []
+def is_trusted_proxy(peer: str | None, trusted_proxies: Sequence[str]) -> bool:
+    """The TCP peer is one of ``server.trusted_proxies``."""
+    return bool(peer) and _trusted(_address(peer or ""), parse_networks(tuple(trusted_proxies)))
 
 
-def client_ip(peer: str | None, headers: Mapping[str, str], trusted_proxies: Sequence[str]) -> str:
-    """The client's address: the peer's, or from the proxy headers when the peer is a trusted proxy."""
+def forwarded_chain(headers: Mapping[str, str], header: str = DEFAULT_HEADER) -> list[str]:
+    """The client addresses the proxies put in ``header``, leftmost first (RFC 7239 syntax for ``Forwarded``)."""
+    value = headers.get(header)
+    if not value:
+        return []
+    if header.lower() == "forwarded":
+        return _FOR.findall(value)
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def client_ip(peer: str | None, headers: Mapping[str, str], trusted_proxies: Sequence[str],
+              header: str = DEFAULT_HEADER) -> str:
+    """The client's address: the peer's, or from ``header`` when the peer is a trusted proxy."""
     peer = peer or "unix"
     networks = parse_networks(tuple(trusted_proxies))
     if not networks or not _trusted(_address(peer), networks):
         return peer
-    for hop in reversed(forwarded_chain(headers)):
+    for hop in reversed(forwarded_chain(headers, header)):
         address = _address(hop)
         if address is None:
             break  # garbage in the chain: stop believing it here
         if not _trusted(address, networks):
             return str(address)
     return peer
+
+
+def is_https(scheme: str, peer: str | None, headers: Mapping[str, str], trusted_proxies: Sequence[str]) -> bool:
+    """The client's request is HTTPS: ours directly, or ``X-Forwarded-Proto: https`` from a trusted proxy."""
+    if scheme == "https":
+        return True
+    proto = headers.get("X-Forwarded-Proto", "").split(",")[-1].strip().lower()
+    return proto == "https" and is_trusted_proxy(peer, trusted_proxies)

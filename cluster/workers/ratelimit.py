@@ -71,7 +71,8 @@ def matching(policies: tuple[Policy, ...], method: str, path: str) -> Policy | N
 
 
 def client_key(policy: Policy, request: web.Request, settings: Settings) -> str:
-    ip = client_ip(request.remote, request.headers, settings.server.trusted_proxies)
+    server = settings.server
+    ip = client_ip(request.remote, request.headers, server.trusted_proxies, server.forwarded_header)
     if policy.per == "api_key":
         key = request.headers.get(settings.ratelimit.api_key_header)
         return f"key:{key}" if key else f"ip:{ip}"  # no key: limited as its address

@@ -7,13 +7,15 @@ import json
 import time
 from typing import Any
 
-from cluster.dashboard import auth, render
+from cluster.dashboard import auth, csrf, render
 from cluster.dashboard.history import History
 from cluster.dashboard.producer import CLOSED, Producer
 from cluster.dashboard.snapshot import rates, replica_changes, replicas_url
 from cluster.dashboard.web import _back
+from cluster.workers.admin_auth import AdminPolicy
 
-TOKEN = "s3cret-token"
+TOKEN = "s3cret-token-of-16"
+HOST = {"Host": "127.0.0.1:8199"}
 
 
 def test_a_session_comes_only_from_the_token_and_expires() -> None:
@@ -30,22 +32,42 @@ def test_who_may_see_the_dashboard() -> None:
     sessions = auth.Sessions(ttl=60)
     sid = sessions.login(TOKEN, TOKEN)
     remote = "192.0.2.7"
-    assert auth.refusal("127.0.0.1", {}, {}, sessions, TOKEN) is None
-    assert auth.refusal(remote, {}, {}, sessions, TOKEN) == (401, auth.admin_refusal(remote, {}, TOKEN)[1])
-    assert auth.refusal(remote, {}, {}, sessions, None)[0] == 403
-    assert auth.refusal(remote, {}, {auth.SESSION_COOKIE: sid}, sessions, TOKEN) is None
-    assert auth.refusal(remote, {}, {auth.SESSION_COOKIE: "forged"}, sessions, TOKEN)[0] == 401
-    assert auth.refusal(remote, {"Authorization": f"Bearer {TOKEN}"}, {}, sessions, TOKEN) is None
-    assert auth.refusal("127.0.0.1", {"X-Forwarded-For": "1.2.3.4"}, {}, sessions, TOKEN)[0] == 401
+    policy, no_token = AdminPolicy(TOKEN), AdminPolicy(None)
+    assert auth.refusal("127.0.0.1", HOST, {}, sessions, policy) is None
+    assert auth.refusal(remote, HOST, {}, sessions, policy) == (401, auth.admin_refusal(remote, HOST, policy)[1])
+    assert auth.refusal(remote, HOST, {}, sessions, no_token)[0] == 403
+    assert auth.refusal(remote, HOST, {auth.SESSION_COOKIE: sid}, sessions, policy) is None
+    assert auth.refusal(remote, HOST, {auth.SESSION_COOKIE: "forged"}, sessions, policy)[0] == 401
+    assert auth.refusal(remote, {"Authorization": f"Bearer {TOKEN}", **HOST}, {}, sessions, policy) is None
+    assert auth.refusal("127.0.0.1", {"X-Forwarded-For": "1.2.3.4", **HOST}, {}, sessions, policy)[0] == 401
+    # A session is no way around our own names (DNS rebinding with a logged-in browser).
+    rebound = {"Host": "rebind.attacker.test:8199"}
+    assert auth.refusal(remote, rebound, {auth.SESSION_COOKIE: sid}, sessions, policy)[0] == 421
+    assert auth.refusal("127.0.0.1", rebound, {}, sessions, policy)[0] == 421
 
 
-def test_an_action_needs_the_csrf_token_of_its_cookie() -> None:
-    cookies = {auth.CSRF_COOKIE: "abc"}
-    assert auth.csrf_ok({}, cookies, "abc")
-    assert not auth.csrf_ok({}, cookies, None)
-    assert not auth.csrf_ok({}, cookies, "abd")
-    assert not auth.csrf_ok({}, {}, "abc")
-    assert auth.csrf_ok({"Authorization": "Bearer x"}, {}, None)  # a browser never sends this on its own
+def test_an_action_needs_a_server_issued_token_of_its_binding_and_our_origin() -> None:
+    sessions = auth.Sessions(ttl=60)
+    tokens = csrf.CsrfTokens(sessions)
+    ours = {"Origin": "http://127.0.0.1:8199", **HOST}
+    nonce = tokens.nonces.issue()
+    local = {csrf.NONCE_COOKIE: nonce}
+    good = tokens.token(f"nonce:{nonce}")
+    assert tokens.refusal(ours, local, good) is None
+    assert tokens.refusal({"Referer": "http://127.0.0.1:8199/dashboard/queues", **HOST}, local, good) is None
+    assert tokens.refusal(ours, local, None) and tokens.refusal(ours, local, good[:-1] + "x")
+    # Cookie tossing from another port: a planted value is no nonce of ours, and no token is its own value.
+    planted = {csrf.NONCE_COOKIE: "tossed"}
+    assert tokens.refusal(ours, planted, "tossed") and tokens.refusal(ours, planted, good)
+    # Another port of the same host (a different origin), no origin at all, or an opaque one.
+    for origin in ({"Origin": "http://127.0.0.1:18090"}, {}, {"Origin": "null"}):
+        assert "Origin" in (tokens.refusal({**origin, **HOST}, local, good) or ""), origin
+    # A login rotates it: the session's token differs from the nonce's, and the nonce's token is void then.
+    sid = sessions.login(TOKEN, TOKEN)
+    logged_in = {auth.SESSION_COOKIE: sid, **local}
+    assert tokens.refusal(ours, logged_in, good)
+    assert tokens.refusal(ours, logged_in, tokens.token(f"session:{sid}")) is None
+    assert tokens.refusal({"Authorization": "Bearer x"}, {}, None) is None  # a browser never sends this itself
 
 
 def test_ten_listeners_cost_one_build_and_one_render_per_page() -> None:
@@ -183,12 +205,17 @@ def test_read_only_refuses_every_action_even_with_the_csrf_token() -> None:
 
     async def scenario() -> list[tuple[int, str]]:
         app = web.Application()
-        Dashboard(supervisor).add_listener_routes(app)  # type: ignore[arg-type]
+        dashboard = Dashboard(supervisor)  # type: ignore[arg-type]
+        dashboard.add_listener_routes(app)
         async with TestClient(TestServer(app)) as client:
-            client.session.cookie_jar.update_cookies({auth.CSRF_COOKIE: "t"})
+            tokens = dashboard.web.csrf
+            nonce = tokens.nonces.issue()
+            client.session.cookie_jar.update_cookies({csrf.NONCE_COOKIE: nonce})
+            origin = {"Origin": f"http://{client.host}:{client.port}"}
             answers = []
             for name in ACTIONS:
-                response = await client.post(f"/dashboard/action/{name}", data={"csrf": "t", "queue": "high"})
+                response = await client.post(f"/dashboard/action/{name}", headers=origin,
+                                             data={"csrf": tokens.token(f"nonce:{nonce}"), "queue": "high"})
                 answers.append((response.status, (await response.json())["error"]))
             return answers
 

@@ -165,3 +165,53 @@ def test_log_lines_are_redacted_once_a_redactor_is_set() -> None:
         logger.removeHandler(handler)
     line = stream.getvalue()
     assert "hunter2" not in line and "redis://:****@h:6379/0" in line
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"CLUSTER_ADMIN_TOKEN": "a"}, "admin.token"),
+    ({"CLUSTER_ADMIN_TOKEN": "fifteen-chars-x"}, "admin.token"),
+    ({"CLUSTER_ALERTS_ACK_SECRET": "a"}, "alerts.ack_secret"),
+    ({"CLUSTER_SERVER_TRUSTED_PROXIES": '["nginx"]'}, "server.trusted_proxies"),
+    ({"CLUSTER_SERVER_TRUSTED_PROXIES": '["10.0.0.0/33"]'}, "server.trusted_proxies"),
+    ({"CLUSTER_SERVER_UNIX_MODE": "0999"}, "server.unix_mode"),
+    ({"CLUSTER_SERVER_FORWARDED_HEADER": "X-Forwarded-For: x"}, "server.forwarded_header"),
+])
+def test_short_secrets_and_proxy_names_are_config_errors_naming_the_key(env: dict[str, str], key: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load(env=env, use_default_files=False)
+    text = "\n".join(caught.value.problems)
+    assert key in text, text
+    assert "fifteen-chars-x" not in text  # a rejected secret is never echoed
+
+
+def test_long_enough_secrets_and_address_proxies_pass() -> None:
+    settings = load(env={"CLUSTER_ADMIN_TOKEN": "x" * 16, "CLUSTER_ALERTS_ACK_SECRET": "y" * 16,
+                         "CLUSTER_SERVER_TRUSTED_PROXIES": '["127.0.0.1", "10.0.0.0/8", "::1"]'},
+                    use_default_files=False).settings
+    assert settings.admin.token == "x" * 16 and settings.server.trusted_proxies == ["127.0.0.1", "10.0.0.0/8", "::1"]
+
+
+def test_unix_sockets_are_created_0600_unless_set_otherwise() -> None:
+    from cluster.arbiter.http_tier import unix_umask
+
+    assert unix_umask(Settings().server.unix_mode) == 0o177
+    assert unix_umask("0660") == 0o117
+
+
+def test_exposure_warnings(caplog: pytest.LogCaptureFixture) -> None:
+    from cluster.supervisor.exposure import warn_if_exposed
+
+    def warnings(data: dict) -> str:
+        caplog.clear()
+        warn_if_exposed(Settings.model_validate(data))
+        return "\n".join(r.getMessage() for r in caplog.records if r.levelname == "WARNING")
+
+    caplog.set_level("WARNING", logger="cluster.security")
+    default = warnings({})
+    assert "trust_local" in default and "tunnel" in default and "reachable" not in default
+    assert "metrics.bind 10.0.0.5:8199" in warnings({"metrics": {"bind": "10.0.0.5:8199"}})
+    assert "metrics.bind" not in warnings({"metrics": {"bind": "10.0.0.5:8199"}, "admin": {"token": "t" * 16}})
+    shared = warnings({"server": {"bind": ["unix:/run/c.sock"], "unix_mode": "0666"}})
+    assert "unix:/run/c.sock" in shared and "0666" in shared
+    assert "unix:" not in warnings({"server": {"bind": ["unix:/run/c.sock"]}})
+    assert warnings({"admin": {"trust_local": False}}) == ""

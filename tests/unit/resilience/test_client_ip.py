@@ -20,10 +20,18 @@ def test_a_trusted_peer_gives_the_rightmost_untrusted_hop() -> None:
     assert client_ip("127.0.0.1", headers, TRUSTED) == "198.51.100.7"
 
 
-def test_the_forwarded_header_with_ipv6_and_ports() -> None:
+def test_the_forwarded_header_with_ipv6_and_ports_when_it_is_the_configured_one() -> None:
     headers = {"Forwarded": 'for=192.0.2.60;proto=http, for="[2001:db8::1]:4711"'}
-    assert client_ip("10.0.0.5", headers, TRUSTED) == "2001:db8::1"
-    assert client_ip("10.0.0.5", {"Forwarded": "for=192.0.2.60:8080"}, TRUSTED) == "192.0.2.60"
+    assert client_ip("10.0.0.5", headers, TRUSTED, "Forwarded") == "2001:db8::1"
+    assert client_ip("10.0.0.5", {"Forwarded": "for=192.0.2.60:8080"}, TRUSTED, "Forwarded") == "192.0.2.60"
+
+
+def test_only_the_configured_header_is_read() -> None:
+    # A client's own Forwarded, passed through by a proxy that sets X-Forwarded-For only, is its word.
+    spoofed = {"Forwarded": "for=10.9.9.1", "X-Real-IP": "10.9.9.2", "X-Forwarded-For": "198.51.100.7"}
+    assert client_ip("127.0.0.1", spoofed, TRUSTED) == "198.51.100.7"
+    assert client_ip("127.0.0.1", {"Forwarded": "for=198.51.100.7"}, TRUSTED) == "127.0.0.1"
+    assert client_ip("127.0.0.1", {"X-Real-IP": "198.51.100.7"}, TRUSTED, "X-Real-IP") == "198.51.100.7"
 
 
 def test_garbage_in_the_chain_stops_there() -> None:
