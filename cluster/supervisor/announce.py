@@ -18,6 +18,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 import aiohttp
@@ -26,6 +27,7 @@ import psutil
 from cluster.config.urls import bind_url
 from cluster.supervisor.commands import Heartbeat, MarkReady
 from cluster.supervisor.sd_notify import Notifier, status_line, watchdog_interval
+from cluster.workers.control_client import socket_path
 
 if TYPE_CHECKING:
     from cluster.supervisor.children import SupervisedChild
@@ -39,6 +41,7 @@ class Announced(Protocol):
 
     children: dict[str, "SupervisedChild"]
     components: list[Any]
+    state_dir: Path
     http_workers: "HttpWorkers"
 
     @property
@@ -90,6 +93,32 @@ def _children_up(supervisor: Announced, group_prefix: str = "") -> tuple[int, in
     rows = [c for name, c in supervisor.children.items()
             if name != "http" and c.spec.group.startswith(group_prefix)]
     return sum(1 for c in rows if c.pid is not None), len(rows)
+
+
+def addresses(settings: "Settings", state_dir: Path) -> dict[str, Any]:
+    """Pure: where everything is served, and how an admin client from another host gets in."""
+    metrics = bind_url(settings.metrics.bind, "")[0] if settings.metrics.bind else None
+    return {
+        "app": [bind_url(bind, "/")[0] + (f" ({bind})" if bind.startswith("unix:") else "")
+                for bind in settings.server.bind],
+        "dashboard": f"{metrics}/dashboard/" if metrics and settings.dashboard.enabled else None,
+        "metrics": f"{metrics}/metrics" if metrics else None,
+        "control": str(socket_path(state_dir)),
+        "remote_admin": ("Authorization: Bearer <admin.token>; the dashboard logs in with the same token"
+                         if settings.admin.token else
+                         "off: only local clients are admitted; set CLUSTER_ADMIN_TOKEN for other hosts"),
+    }
+
+
+def ready_line(where: dict[str, Any]) -> str:
+    """Pure: the one line that says the cluster serves, and where (never the token itself)."""
+    return " · ".join([
+        f"cluster ready: app {', '.join(where['app'])}",
+        f"dashboard {where['dashboard'] or 'off'}",
+        f"metrics {where['metrics'] or 'off (metrics.bind is empty)'}",
+        f"control socket {where['control']}",
+        f"remote admin: {where['remote_admin']}",
+    ])
 
 
 class SystemdAnnouncer:
@@ -162,8 +191,13 @@ class SystemdAnnouncer:
                 watchdog.cancel()
 
     def announce_ready(self) -> None:
-        """READY=1 with the current status (the command loop marks the supervisor ready, then calls this)."""
+        """READY=1 with the current status, and the ready line (the command loop marks the supervisor ready,
+        then calls this)."""
         self.notifier.ready(self.status_text())
+        sup = self.supervisor
+        where = addresses(sup.settings, sup.state_dir)
+        log.info(ready_line(where), extra={"workers": len(sup.http_workers.last), "bind": sup.settings.server.bind,
+                                           **{k: v for k, v in where.items() if k != "remote_admin"}})
 
     async def _watchdog(self) -> None:
         """A ping each time the command loop answers a heartbeat: a hung loop stops the pings."""

@@ -375,8 +375,7 @@ class Supervisor:
 
     async def handle_ready(self, command: MarkReady) -> None:
         self.ready = True
-        self.systemd.announce_ready()
-        log.info("cluster ready", extra={"workers": len(self.http_workers.last), "bind": self.settings.server.bind})
+        self.systemd.announce_ready()  # READY=1, and the ready line with every address
 
     async def handle_heartbeat(self, command: Heartbeat) -> None:
         """The loop turns: the systemd watchdog pings once this is answered."""

@@ -29,6 +29,7 @@ from cluster.supervisor.restart_policy import RestartPolicy
 from cluster.supervisor.subreaper import OrphanReaper, become_subreaper
 from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
 from cluster.supervisor.state_dir import private_subdir
+from cluster.supervisor.redis_log import LOG_NAME, RedisLogRelay, keep_previous
 from cluster.safe_files import write_file
 from cluster.config import PRIORITIES, Settings
 from cluster.config.masking import mask_url
@@ -76,10 +77,11 @@ def redis_config(state_dir: Path, password: str, maxmemory: int) -> str:
     """The embedded redis-server's config file: a unix socket only, a password, bounded, never evicting.
 
     A file (0600), not the command line: a password in argv is visible to every local user.
+    Its log goes to a file too (``redis_log``): the terminal and the journal get our lines only.
     """
     lines = [
         f"dir {state_dir / 'redis'}", "appendonly yes", "appendfsync everysec", 'save ""',
-        "maxmemory-policy noeviction", f"maxmemory {maxmemory}", "daemonize no", 'logfile ""',
+        "maxmemory-policy noeviction", f"maxmemory {maxmemory}", "daemonize no", f"logfile {state_dir / LOG_NAME}",
         "port 0", f"unixsocket {state_dir / 'redis.sock'}", "unixsocketperm 700", f"requirepass {password}",
         f"pidfile {redis_pidfile(state_dir)}",
     ]
@@ -113,6 +115,7 @@ class QueueTier:
         self._reaper: OrphanReaper | None = None
         self.problems: list[str] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._redis_log: RedisLogRelay | None = None
 
     async def start(self) -> None:
         settings = self.supervisor.settings
@@ -144,6 +147,8 @@ class QueueTier:
         password = secrets.token_urlsafe(32)
         conf = state_dir / "redis.conf"
         write_file(conf, redis_config(state_dir, password, redis_maxmemory(self.supervisor.settings)))
+        self._redis_log = RedisLogRelay(keep_previous(state_dir))
+        self._tasks.append(asyncio.create_task(self._redis_log.run(), name="redis-log"))
         # No death signal: if the supervisor is killed, its consumers finish their jobs and still
         # acknowledge them; the next start stops this redis-server (leftovers.end_leftovers).
         self.redis_child = self.supervisor.add_child(ChildSpec(
@@ -225,6 +230,8 @@ class QueueTier:
             self._reaper.stop()
         if self.redis_child is not None:
             await self.redis_child.stop()
+        if self._redis_log is not None:
+            self._redis_log.relay()  # what it said on its way out
 
     def status(self) -> dict[str, Any]:
         return {
