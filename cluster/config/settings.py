@@ -28,6 +28,7 @@ up to this many: 32 spends about a third less CPU per job than 10 did (scripts/b
 MAX_DB_POOL = 1000
 MAX_SECONDS = 86400.0
 MAX_MEMORY_MB = 1024 * 1024
+MAX_VALUE_BYTES = 64 * 1024 * 1024
 MIN_SECRET_LENGTH = 16
 """Shortest admin token and ack secret: guessing a 16-character secret online is hopeless, a 1-character one is not."""
 
@@ -71,7 +72,7 @@ class ServerSettings(Section):
         "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
     access_log: bool = False
     trusted_proxies: list[str] = Field(
-        default_factory=list, description="peers (IPs or CIDR networks) whose forwarded_header is believed; "
+        default_factory=list, max_length=256, description="peers (IPs or CIDR networks) whose forwarded_header is believed; "
                                           "such a peer is never a local client")
     forwarded_header: str = Field(
         "X-Forwarded-For", pattern=r"^[A-Za-z0-9-]{1,64}$",
@@ -185,8 +186,8 @@ class QueueSettings(Section):
     backoff_base: float = Field(2.0, gt=0, description="first retry delay (s); doubles each attempt, plus jitter")
     backoff_max: float = Field(3600.0, gt=0, description="longest retry delay (s)")
     max_delay: float = Field(7 * 24 * 3600.0, gt=0, description="longest delay (or time ahead for at=) of a job (s)")
-    max_payload_bytes: int = Field(64 * 1024, ge=1, description="largest encoded args+kwargs of a job (bytes)")
-    max_rss_mb: int | None = Field(None, ge=1, description="a queue consumer over it finishes its jobs and is replaced")
+    max_payload_bytes: int = Field(64 * 1024, ge=1, le=MAX_VALUE_BYTES, description="largest encoded args+kwargs of a job (bytes)")
+    max_rss_mb: int | None = Field(None, ge=1, le=MAX_MEMORY_MB, description="a queue consumer over it finishes its jobs and is replaced")
     fork_server: bool = Field(True, description="fork the pool processes from one preloaded process (shared pages); "
                               "false: each starts a fresh interpreter")
 
@@ -210,10 +211,10 @@ class RedisSettings(Section):
     maxmemory_mb: int | None = Field(None, ge=1, le=MAX_MEMORY_MB,
                                      description="the embedded Redis's maxmemory; unset: sized from the queue bounds")
     sentinels: list[str] = Field(
-        default_factory=list, description="Redis Sentinel HOST:PORT list (REDIS_SENTINELS); with sentinel_master")
+        default_factory=list, max_length=64, description="Redis Sentinel HOST:PORT list (REDIS_SENTINELS); with sentinel_master")
     sentinel_master: str | None = Field(None, description="the master's name in Sentinel (REDIS_SENTINEL_MASTER)")
     wait_replicas: int = Field(
-        0, ge=0, description="an enqueue is acknowledged only once this many replicas have it (WAIT); 1 with Sentinel")
+        0, ge=0, le=64, description="an enqueue is acknowledged only once this many replicas have it (WAIT); 1 with Sentinel")
     wait_timeout: float = Field(1.0, gt=0, description="how long an enqueue waits for its replicas (s)")
 
     @field_validator("url")
@@ -248,13 +249,13 @@ class DatabaseSettings(Section):
     strategy: Literal["round_robin", "least_connections", "weighted"] = "weighted"
     health_check_interval: float = Field(15.0, gt=0)
     max_lag_seconds: float = Field(10.0, ge=0)
-    max_lag_bytes: int = Field(8 * 1024 * 1024, ge=0)
+    max_lag_bytes: int = Field(8 * 1024 * 1024, ge=0, le=2**40)
     fallback: Literal["primary", "least_lagged"] = "primary"
     sticky_window: float = Field(30.0, ge=0)
     connect_timeout: float = Field(2.0, gt=0, description="health probes: connect and statement timeout (s)")
     checkout_timeout: float = Field(5.0, gt=0, description="wait for a pool connection at most this long (s)")
     prepare_threshold: int | None = Field(
-        5, ge=0, description="psycopg's prepare_threshold; empty (None) behind PgBouncer's transaction pooling")
+        5, ge=0, le=1_000_000, description="psycopg's prepare_threshold; empty (None) behind PgBouncer's transaction pooling")
     read_timeout: float = Field(3.0, gt=0, description="a routed read slower than this fails over to another host (s)")
     checkout_wait: float = Field(0.05, gt=0, description="wait this long for a host's pool before trying another (s)")
     slow_query_ms: float = Field(1000.0, ge=0, description="log routed statements slower than this (ms)")
@@ -303,13 +304,13 @@ class MonitoringSettings(Section):
 class EscalationStep(Section):
     """One step of an escalation policy: notify these channels, then wait before the next step."""
 
-    channels: list[str] = Field(min_length=1)
+    channels: list[str] = Field(min_length=1, max_length=16)
     escalate_after_minutes: float = Field(30.0, gt=0, description="minutes before the next step (or the next round)")
 
 
 class EscalationPolicy(Section):
-    steps: list[EscalationStep] = Field(min_length=1)
-    repeat: int = Field(1, ge=1, description="rounds of the whole chain before it stops")
+    steps: list[EscalationStep] = Field(min_length=1, max_length=32)
+    repeat: int = Field(1, ge=1, le=100, description="rounds of the whole chain before it stops")
 
 
 ALERT_CHANNELS: tuple[str, ...] = ("log", "webhook", "telegram", "email", "sms")
@@ -378,7 +379,7 @@ class DashboardSettings(Section):
     enabled: bool = Field(True, description="serve the operator dashboard at /dashboard/ on metrics.bind")
     read_only: bool = Field(False, description="show everything, refuse every action")
     history_step: float = Field(10.0, gt=0, description="seconds between two history points")
-    history_points: int = Field(8640, ge=60, description="history points kept (8640 x 10 s = 24 h)")
+    history_points: int = Field(8640, ge=60, le=200_000, description="history points kept (8640 x 10 s = 24 h)")
     session_ttl: float = Field(12 * 3600.0, gt=0, description="a login session's lifetime (s)")
     cookie_secure: bool = Field(False, description="always mark the dashboard's cookies Secure (else only when the "
                                                    "request is HTTPS, directly or by a trusted proxy)")
@@ -395,8 +396,8 @@ class CacheSettings(Section):
     enabled: bool = True
     url: str | None = Field(None, description="Redis for the cache; empty: redis.url (the queues' Redis)")
     timeout: float = Field(0.05, gt=0, description="a cache command slower than this is a miss: the function runs (s)")
-    max_value_bytes: int = Field(512 * 1024, gt=0, description="a larger JSON value is returned but not stored")
-    pool_size: int = Field(32, ge=1, description="the cache's own Redis connections per process")
+    max_value_bytes: int = Field(512 * 1024, gt=0, le=MAX_VALUE_BYTES, description="a larger JSON value is returned but not stored")
+    pool_size: int = Field(32, ge=1, le=MAX_DB_POOL, description="the cache's own Redis connections per process")
 
     @field_validator("url")
     @classmethod
@@ -408,14 +409,14 @@ class RateLimitRule(Section):
     path: str = Field(description="a route pattern: glob on the request path, e.g. /api/quotes/*")
     limit: str = Field(description="the limits library's notation, e.g. '100/minute' or '10/second;1000/hour'")
     per: Literal["ip", "api_key", "route"] = "ip"
-    methods: list[str] = Field(default_factory=list, description="empty: every method")
+    methods: list[str] = Field(default_factory=list, max_length=16, description="empty: every method")
 
 
 class RateLimitSettings(Section):
     enabled: bool = True
     url: str | None = Field(None, description="Redis for the counters; empty: redis.url")
     strategy: Literal["sliding-window-counter", "moving-window", "fixed-window"] = "sliding-window-counter"
-    rules: list[RateLimitRule] = Field(default_factory=list)
+    rules: list[RateLimitRule] = Field(default_factory=list, max_length=256)
     api_key_header: str = "X-API-Key"
     fail_open: bool = Field(True, description="Redis down: let requests through (false: answer 503)")
     timeout: float = Field(0.1, gt=0, description="a Redis call slower than this counts as Redis down (s)")
