@@ -37,7 +37,7 @@ import redis.asyncio
 from redis.asyncio.sentinel import SentinelConnectionPool
 from redis.client import EMPTY_RESPONSE, NEVER_DECODE
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 
 from cluster.queues.connection import UNAVAILABLE_ERRORS
 from cluster.queues.resp import NOT_ENOUGH_DATA, encode_command, new_reader
@@ -82,6 +82,8 @@ class LaneSettings:
     encoding: str
     encoding_errors: str
     decode_responses: bool
+    lost_by: tuple[type[Exception], ...] = (RedisConnectionError,)
+    """Error replies that end the connection, as redis-py's connections end theirs."""
 
 
 def handshake(protocol: int, kwargs: dict[str, Any]) -> tuple[tuple[Any, ...], ...]:
@@ -114,7 +116,9 @@ async def lane_settings(client: redis.asyncio.Redis) -> LaneSettings | None:
         return None
     loop = asyncio.get_running_loop()
     dial: Dial
+    lost_by: tuple[type[Exception], ...] = (RedisConnectionError,)
     if isinstance(pool, SentinelConnectionPool):
+        lost_by += (ReadOnlyError,)  # a master demoted since we asked the sentinels: ask them again
         async def dial(factory: Callable[[], asyncio.Protocol]) -> Any:
             host, port = await pool.get_master_address()
             return await loop.create_connection(factory, host, port)
@@ -126,7 +130,7 @@ async def lane_settings(client: redis.asyncio.Redis) -> LaneSettings | None:
             return loop.create_connection(factory, kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)))
     return LaneSettings(dial, kwargs.get("socket_connect_timeout"), handshake(protocol, kwargs),
                         kwargs.get("encoding", "utf-8"), kwargs.get("encoding_errors", "strict"),
-                        bool(kwargs.get("decode_responses", False)))
+                        bool(kwargs.get("decode_responses", False)), lost_by)
 
 
 class _Lane(asyncio.Protocol):
@@ -206,7 +210,7 @@ class _Lane(asyncio.Protocol):
             if reply is NOT_ENOUGH_DATA:
                 return
             in_flight.popleft()
-            if isinstance(reply, RedisConnectionError):  # LOADING, too many clients: redis-py drops the connection
+            if isinstance(reply, self.settings.lost_by):  # LOADING, too many clients: redis-py drops the connection
                 self._fail(reply)
                 return
             if not future.done():  # a cancelled caller's reply is read and dropped

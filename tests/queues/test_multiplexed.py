@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import hashlib
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
+import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError
-from redis.exceptions import ResponseError
+from redis.exceptions import DataError, NoScriptError, ResponseError
 
 from cluster.queues.connection import async_client
 from cluster.queues.multiplexed import MultiplexedRedis, shares_connection
-from tests.support import free_port
+from tests.support import free_port, wait_for
 
 HANG_GUARD = 30  # s: only a lane that lost a reply (or a blocked connection) gets near it
 
@@ -29,6 +33,12 @@ async def multiplexed(url: str) -> AsyncIterator[MultiplexedRedis]:
     finally:
         await client.aclose()
         await pooled.aclose()
+
+
+def on_shared_connection(client: MultiplexedRedis) -> bool:
+    """Whether the client's commands went on its shared connection (not all down redis-py's path)."""
+    lane = client._lane
+    return lane is not None and lane.ready and lane.failed is None
 
 
 def connections_last_running(url: str, command: str) -> list[dict[str, str]]:
@@ -141,5 +151,164 @@ def test_without_redis_a_command_fails_with_a_connection_error() -> None:
         async with multiplexed(f"redis://127.0.0.1:{free_port()}/0") as client:
             with pytest.raises(RedisConnectionError):
                 await asyncio.wait_for(client.incr("a"), HANG_GUARD)
+
+    asyncio.run(main())
+
+
+def spread(client: redis.asyncio.Redis) -> list[Callable[[], Awaitable[Any]]]:
+    """Commands of every reply shape redis-py parses: strings, numbers, None, lists, hashes made dicts, sets,
+    scores as floats, streams, a script's nested reply, raw bytes (DUMP), errors of several classes."""
+    script = "return {KEYS[1], ARGV[1], 7, redis.call('HGETALL', KEYS[2])}"
+    sha = hashlib.sha1(script.encode()).hexdigest()
+    return [
+        lambda: client.set("s", "héllo"), lambda: client.get("s"), lambda: client.get("missing"),
+        lambda: client.mget(["s", "missing"]), lambda: client.incr("n"), lambda: client.incrbyfloat("f", 1.5),
+        lambda: client.exists("s", "missing"), lambda: client.expire("s", 100), lambda: client.ttl("s"),
+        lambda: client.hset("h", mapping={"a": "1", "b": "2"}), lambda: client.hgetall("h"),
+        lambda: client.hmget("h", ["a", "zz"]), lambda: client.hincrby("h", "a", 5),
+        lambda: client.rpush("l", "x", "y"), lambda: client.lrange("l", 0, -1),
+        lambda: client.sadd("set", "p", "q"), lambda: client.smembers("set"), lambda: client.sismember("set", "p"),
+        lambda: client.zadd("z", {"m1": 1.5, "m2": 2}), lambda: client.zrange("z", 0, -1, withscores=True),
+        lambda: client.zscore("z", "m1"),
+        lambda: client.xadd("st", {"k": "v"}, id="1-0"), lambda: client.xgroup_create("st", "g", id="0"),
+        lambda: client.xreadgroup("g", "c", {"st": ">"}, count=5), lambda: client.xpending("st", "g"),
+        lambda: client.xrange("st"), lambda: client.xgroup_create("st", "g", id="0"),  # BUSYGROUP
+        lambda: client.script_load(script), lambda: client.evalsha(sha, 2, "s", "h", "arg"),
+        lambda: client.script_exists(sha), lambda: client.type("h"), lambda: client.ping(),
+        lambda: client.dump("s"), lambda: client.hincrby("s", "f", 1),  # WRONGTYPE
+        lambda: client.evalsha("0" * 40, 0),  # NOSCRIPT
+        lambda: client.execute_command("NOSUCHCOMMAND", "x"),  # ERR unknown command
+        lambda: client.set("big", 10**20), lambda: client.get("big"),
+    ]
+
+
+async def replies(calls: list[Callable[[], Awaitable[Any]]]) -> list[Any]:
+    """Each call's reply in turn, an error as (class, message)."""
+    out: list[Any] = []
+    for call in calls:
+        try:
+            out.append(await call())
+        except redis.RedisError as exc:
+            out.append((type(exc), str(exc)))
+    return out
+
+
+PROTOCOLS = [pytest.param({}, id="default-protocol"), pytest.param({"protocol": 2}, id="resp2"),
+             pytest.param({"protocol": 3}, id="resp3")]
+
+
+@pytest.mark.parametrize("decode", [True, False], ids=["decoded", "bytes"])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_replies_equal_redis_pys_own(redis_url: str, decode: bool, protocol: dict[str, int]) -> None:
+    async def main() -> None:
+        admin = redis.Redis.from_url(redis_url)
+        plain = redis.asyncio.Redis.from_url(redis_url, decode_responses=decode, **protocol)
+        expected = await replies(spread(plain))
+        await plain.aclose()
+        admin.flushall()
+        admin.script_flush()
+        pool = redis.asyncio.ConnectionPool.from_url(redis_url, decode_responses=decode, **protocol)
+        client = MultiplexedRedis(connection_pool=pool)
+        try:
+            assert await replies(spread(client)) == expected
+            assert on_shared_connection(client)
+        finally:
+            await client.aclose(close_connection_pool=True)
+        # the spread does hit every kind of reply it claims to
+        assert {t for t, _ in (r for r in expected if isinstance(r, tuple) and len(r) == 2 and isinstance(r[0], type))
+                } == {ResponseError, NoScriptError}
+        assert isinstance(expected[10], dict) and isinstance(expected[16], set) and isinstance(expected[32], bytes)
+        assert expected[1] == ("héllo" if decode else "héllo".encode())
+
+    asyncio.run(main())
+
+
+def test_noscript_reaches_the_script_object_which_loads_the_script_and_retries(redis_url: str) -> None:
+    async def main() -> None:
+        async with multiplexed(redis_url) as client:
+            script = client.register_script("return tonumber(ARGV[1]) * 2")
+            with pytest.raises(NoScriptError):
+                await client.evalsha(script.sha, 0, 4)
+            assert await script(args=[4]) == 8  # NOSCRIPT, SCRIPT LOAD, EVALSHA, all on the shared connection
+            assert on_shared_connection(client)
+            assert await client.script_exists(script.sha) == [True]
+
+    asyncio.run(main())
+
+
+@pytest.fixture(scope="module")
+def guarded_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[int, Path]]:
+    """A redis-server of this module's own, on a port and a Unix socket, that wants a password (the default
+    user's is "secret"; user "lane" has "pw"): (port, socket path)."""
+    directory = tmp_path_factory.mktemp("guarded-redis")
+    port, sock = free_port(), directory / "redis.sock"
+    proc = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--unixsocket", str(sock),
+         "--unixsocketperm", "700", "--dir", str(directory), "--save", "", "--appendonly", "no",
+         "--requirepass", "secret", "--user", "lane", "on", ">pw", "~*", "&*", "+@all"],
+        stdout=(directory / "log").open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: redis.Redis(port=port, password="secret").ping(), 30, 0.05, "the guarded redis-server")
+        yield port, sock
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+@pytest.mark.parametrize("via", ["tcp-user", "unix-password"])
+def test_the_shared_connection_logs_in_selects_the_database_and_names_itself(
+        guarded_redis: tuple[int, Path], via: str, protocol: dict[str, int]) -> None:
+    port, sock = guarded_redis
+    name = f"jobs-{via}-{protocol.get('protocol', 'default')}"
+    url, user = {"tcp-user": (f"redis://lane:pw@127.0.0.1:{port}/3?client_name={name}", "lane"),
+                 "unix-password": (f"unix://:secret@{sock}?db=3&client_name={name}", "default")}[via]
+    admin = redis.Redis(port=port, password="secret", db=3, decode_responses=True)
+    admin.flushall()
+
+    async def main() -> None:
+        pool = redis.asyncio.ConnectionPool.from_url(url, decode_responses=True, **protocol)
+        client = MultiplexedRedis(connection_pool=pool)
+        try:
+            assert await client.hset("h", mapping={"a": "1"}) == 1
+            assert await client.hgetall("h") == {"a": "1"}
+            assert on_shared_connection(client)
+            [lane] = [c for c in admin.client_list() if c["cmd"] == "hgetall" and c["name"] == name]
+            assert (lane["db"], lane["user"]) == ("3", user)
+        finally:
+            await client.aclose(close_connection_pool=True)
+        assert admin.hgetall("h") == {"a": "1"}  # in database 3
+
+        # a wrong password: the shared connection gives up, redis-py's path says why
+        wrong = MultiplexedRedis(connection_pool=redis.asyncio.ConnectionPool.from_url(
+            url.replace(":pw@", ":nope@").replace(":secret@", ":nope@"), **protocol))
+        try:
+            with pytest.raises(RedisConnectionError, match="invalid username-password pair"):
+                await asyncio.wait_for(wrong.get("h"), HANG_GUARD)
+        finally:
+            await wrong.aclose(close_connection_pool=True)
+
+    asyncio.run(main())
+
+
+def test_replies_in_flight_on_a_killed_connection_come_back_on_a_new_one(redis_url: str) -> None:
+    async def main() -> None:
+        async with multiplexed(redis_url) as client:
+            admin = redis.Redis.from_url(redis_url)
+            await client.set("k", "0")
+            [first] = connections_last_running(redis_url, "set")
+
+            async def writer(i: int) -> list[bool | None]:
+                return [await client.set(f"k{i}-{j}", str(j)) for j in range(50)]
+
+            tasks = [asyncio.create_task(writer(i)) for i in range(40)]
+            await asyncio.sleep(0)  # the first SETs are written, not answered
+            admin.client_kill_filter(_id=first["id"])
+            results = await asyncio.wait_for(asyncio.gather(*tasks), HANG_GUARD)
+            assert all(all(r is True for r in rs) for rs in results)  # SET is idempotent: a resend is harmless
+            assert admin.mget([f"k{i}-{j}" for i in range(40) for j in range(50)]) == [
+                str(j).encode() for _ in range(40) for j in range(50)]
+            assert on_shared_connection(client)
+            assert first["id"] not in {c["id"] for c in connections_last_running(redis_url, "set")}
 
     asyncio.run(main())
