@@ -51,6 +51,11 @@ class CsrfTokens:
         nonce = cookies.get(NONCE_COOKIE)
         return f"nonce:{nonce}" if self.nonces.valid(nonce) else None
 
+    def new_nonce(self) -> tuple[str, str]:
+        """A nonce for a local client with no session (its cookie's value), and the binding it makes."""
+        nonce = self.nonces.issue()
+        return nonce, f"nonce:{nonce}"
+
     def token(self, binding: str) -> str:
         digest = hmac.new(self._key, binding.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(digest).decode().rstrip("=")

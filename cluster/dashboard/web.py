@@ -109,8 +109,7 @@ class DashboardWeb:
         """
         binding, nonce = self.csrf.binding(request.cookies), None
         if admin and binding is None:
-            nonce = self.csrf.nonces.issue()
-            binding = f"nonce:{nonce}"
+            nonce, binding = self.csrf.new_nonce()
         token = self.csrf.token(binding) if admin and binding else ""
         html = render.layout(title, current, body, token, request.query.get("msg"), live_page, self.read_only,
                              logged_in=self.sessions.valid(request.cookies.get(auth.SESSION_COOKIE)))

@@ -10,8 +10,11 @@ dir; with DASHBOARD_SCREENSHOT=<path> the overview's is also copied there
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
+import re
+import threading
 import shutil
 import signal
 import socket
@@ -155,19 +158,23 @@ def test_remote_clients_without_the_token_get_nothing_and_actions_need_the_csrf_
     assert remote.request("GET", "", headers={"Authorization": "Bearer wrong"})[0] == 403
     assert remote.request("GET", "static/dashboard.css")[0] == 200  # public: no data in it
 
-    assert remote.request("POST", "login", {"token": "wrong"})[0] == 401
-    status, headers, _ = remote.request("POST", "login", {"token": TOKEN})
+    ours = {"Origin": dash.base.rsplit("/dashboard/", 1)[0]}
+    assert remote.request("POST", "login", {"token": "wrong"}, ours)[0] == 401
+    assert remote.request("POST", "login", {"token": TOKEN})[0] == 403  # not posted from one of our pages
+    status, headers, _ = remote.request("POST", "login", {"token": TOKEN}, ours)
     assert status == 303
     cookie = headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
     session = cookie.split(";", 1)[0]
     status, headers, body = remote.request("GET", "queues", headers={"Cookie": session})
     assert status == 200 and 'data-live-page="queues"' in body
-    csrf = headers["Set-Cookie"].split(";", 1)[0]
-    token = csrf.split("=", 1)[1]
-    both = {"Cookie": f"{session}; {csrf}"}
+    # The token is the server's, bound to the session: in the page, never taken from a cookie.
+    token = re.search(r'<meta name="csrf" content="([^"]+)"', body).group(1)
+    assert "Set-Cookie" not in headers and token not in cookie
+    both = {"Cookie": session, **ours}
     assert remote.request("POST", "action/pause", {"queue": "low"}, both)[0] == 403
     assert remote.request("POST", "action/pause", {"queue": "low", "csrf": "forged"}, both)[0] == 403
+    assert remote.request("POST", "action/pause", {"queue": "low", "csrf": token}, {"Cookie": session})[0] == 403
     assert remote.request("POST", "action/pause", {"queue": "low", "csrf": token}, both)[0] == 303
     assert redis_client(dash).exists("{cq:low}:paused")
     assert remote.request("POST", "action/resume", {"queue": "low", "csrf": token}, both)[0] == 303
@@ -274,6 +281,51 @@ def test_what_the_page_does_the_cli_does(dash: Dash) -> None:
     wait_for(lambda: worker not in pids("http-worker") and pids("http-worker"), 60, 0.3, "a replacement worker")
 
 
+def test_a_page_on_another_port_cannot_plant_a_cookie_and_drive_the_dashboard(page: Any, dash: Dash) -> None:
+    """Cookies are not isolated by port, and SameSite counts ports as the same site: a page on another
+    port of the dashboard's host plants cluster_csrf=tossed and posts a pause form with it."""
+    host = urllib.parse.urlsplit(dash.base).hostname
+    target = dash.base + "action/pause"
+    attack = (f"<!doctype html><body><script>document.cookie = 'cluster_csrf=tossed; path=/dashboard/';</script>"
+              f'<form id="f" method="post" action="{target}"><input name="csrf" value="tossed">'
+              f'<input name="queue" value="low"></form><script>document.getElementById("f").submit();</script>')
+
+    class Attacker(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = attack.encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer((host, 0), Attacker)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with page.expect_response(lambda r: r.url == target) as posted:
+            page.goto(f"http://{host}:{server.server_address[1]}/")
+        answer = posted.value
+        assert answer.status == 403, (answer.status, answer.text()[:300])
+        assert "Origin" in answer.json()["error"] or "CSRF" in answer.json()["error"]
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert not redis_client(dash).exists("{cq:low}:paused")
+    # The logged-in operator's own page still works: its form carries the server's token.
+    page.goto(dash.base + "queues")
+    page.wait_for_selector("body[data-conn=live]", timeout=60_000)
+    row(page, "low").locator("form[action$='action/pause'] button").click()
+    page.wait_for_url("**msg=pause*")
+    assert redis_client(dash).exists("{cq:low}:paused")
+    row(page, "low").locator("form[action$='action/resume'] button").click()
+    page.wait_for_url("**msg=resume*")
+    wait_for(lambda: not redis_client(dash).exists("{cq:low}:paused"), 60, 0.2, "the queue to resume")
+
+
 def test_the_page_falls_back_to_polling_when_the_stream_is_cut_and_recovers(page: Any,
                                                                             dash: Dash) -> None:
     cluster = dash.cluster
@@ -296,3 +348,4 @@ def test_the_page_falls_back_to_polling_when_the_stream_is_cut_and_recovers(page
     result = dash.cli("stop", "--timeout", "50")
     assert result.returncode == 0, result.stderr
     page.wait_for_selector("body[data-conn=polling], body[data-conn=offline]", timeout=60_000)
+

@@ -117,3 +117,18 @@ def test_nginx_from_the_shipped_file_serves_and_passes_the_real_client_address(
     # believed, it would have counted against 127.0.0.2's budget (3 used).
     code, headers = _get(cluster.port, "127.0.0.4", "/ping", {"X-Forwarded-For": "127.0.0.2"})
     assert code == 200 and remaining(headers) >= LIMIT - 2, headers
+
+
+def test_a_clients_own_forwarded_header_through_the_shipped_nginx_does_not_escape_its_rate_limit(
+        nginx_in_front: tuple[ClusterProcess, int]) -> None:
+    """The shipped config drops a client's Forwarded (and X-Real-IP and friends are overwritten or dropped),
+    and the workers read only X-Forwarded-For: 12 spoofed addresses are one client, 127.0.0.5."""
+    _, port = nginx_in_front
+    lefts = []
+    for n in range(12):
+        spoof = {"Forwarded": f"for=10.9.9.{n}", "X-Real-IP": f"10.9.8.{n}", "True-Client-IP": f"10.9.7.{n}"}
+        code, headers = _get(port, "127.0.0.5", "/ping", spoof)
+        assert code == 200, headers
+        lefts.append(remaining(headers))
+    # One budget, spent a request at a time (a spoofed address believed would start a fresh budget each time).
+    assert lefts == sorted(lefts, reverse=True) and lefts[0] - lefts[-1] >= 10, lefts
