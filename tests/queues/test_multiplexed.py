@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import shutil
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -14,10 +15,11 @@ import pytest
 import redis
 import redis.asyncio
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import DataError, NoScriptError, ResponseError
+from redis.exceptions import DataError, NoScriptError, OutOfMemoryError, ResponseError
 
 from cluster.queues.connection import async_client
-from cluster.queues.multiplexed import MultiplexedRedis, shares_connection
+from cluster.queues.multiplexed import MultiplexedRedis, handshake, shares_connection
+from cluster.queues.resp import encode_command, reply_error
 from tests.support import free_port, wait_for
 
 HANG_GUARD = 30  # s: only a lane that lost a reply (or a blocked connection) gets near it
@@ -312,3 +314,69 @@ def test_replies_in_flight_on_a_killed_connection_come_back_on_a_new_one(redis_u
             assert first["id"] not in {c["id"] for c in connections_last_running(redis_url, "set")}
 
     asyncio.run(main())
+
+
+@pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="redis-sentinel is needed (scripts/install-system-deps)")
+def test_through_sentinel_the_shared_connection_goes_to_the_master_it_names(tmp_path: Path) -> None:
+    master_port, sentinel_port = free_port(), free_port()
+    conf = tmp_path / "sentinel.conf"
+    conf.write_text(f"port {sentinel_port}\nbind 127.0.0.1\ndir {tmp_path}\n"
+                    f"sentinel monitor lane-master 127.0.0.1 {master_port} 1\n")
+    procs = [subprocess.Popen(["redis-server", "--port", str(master_port), "--bind", "127.0.0.1", "--dir",
+                               str(tmp_path), "--save", "", "--appendonly", "no", "--requirepass", "secret"],
+                              stdout=(tmp_path / "redis.log").open("wb"), stderr=subprocess.STDOUT),
+             subprocess.Popen(["redis-sentinel", str(conf)], stdout=(tmp_path / "sentinel.log").open("wb"),
+                              stderr=subprocess.STDOUT)]
+    try:
+        master = redis.Redis(port=master_port, password="secret", db=2, decode_responses=True)
+        wait_for(master.ping, 30, 0.05, "the master")
+        sentinel = redis.Redis(port=sentinel_port, decode_responses=True)
+        wait_for(lambda: sentinel.sentinel_master("lane-master"), 30, 0.1, "sentinel to know the master")
+
+        async def main() -> None:
+            pooled = async_client(f"redis+sentinel://:secret@127.0.0.1:{sentinel_port}/lane-master/2", blocking=False)
+            client = MultiplexedRedis(connection_pool=pooled.connection_pool)
+            try:
+                assert await asyncio.gather(*(client.incr("n") for _ in range(20))) == list(range(1, 21))
+                assert on_shared_connection(client)
+            finally:
+                await client.aclose()
+                await pooled.aclose()
+
+        asyncio.run(main())
+        assert master.get("n") == "20"  # database 2 of the master
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+
+
+def test_commands_are_encoded_as_redis_py_encodes_them() -> None:
+    assert encode_command(("SET", "k", "é", 3, 1.5, b"\x00")) == (
+        b"*6\r\n$3\r\nSET\r\n$1\r\nk\r\n$2\r\n\xc3\xa9\r\n$1\r\n3\r\n$3\r\n1.5\r\n$1\r\n\x00\r\n")
+    assert encode_command(("SCRIPT LOAD", "return 1")) == b"*3\r\n$6\r\nSCRIPT\r\n$4\r\nLOAD\r\n$8\r\nreturn 1\r\n"
+    assert encode_command(("SET", "k", "é"), "latin-1") == b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\n\xe9\r\n"
+    for bad in (True, None, {"a": 1}, [1]):
+        with pytest.raises(DataError, match=f"Invalid input of type: '{type(bad).__name__}'"):
+            encode_command(("SET", "k", bad))
+
+
+def test_error_replies_become_redis_pys_exception_classes() -> None:
+    error = reply_error("NOSCRIPT No matching script. Please use EVAL.")
+    assert type(error) is NoScriptError and str(error) == "No matching script. Please use EVAL."
+    error = reply_error("ERR unknown command 'X'")
+    assert type(error) is ResponseError and str(error) == "unknown command 'X'"
+    error = reply_error("WRONGTYPE Operation against a key holding the wrong kind of value")
+    assert type(error) is ResponseError and str(error).startswith("WRONGTYPE ")
+    assert type(reply_error("OOM command not allowed when used memory > 'maxmemory'.")) is OutOfMemoryError
+    assert isinstance(reply_error("LOADING Redis is loading the dataset in memory"), RedisConnectionError)
+    assert type(reply_error("BUSYGROUP Consumer Group name already exists")) is ResponseError
+
+
+def test_the_handshake_gives_the_connection_what_the_pool_s_have() -> None:
+    assert handshake(2, {}) == () and handshake(3, {}) == (("HELLO", 3),)
+    assert handshake(2, {"password": "p", "db": 3, "client_name": "jobs"}) == (
+        ("AUTH", "p"), ("CLIENT", "SETNAME", "jobs"), ("SELECT", 3))
+    assert handshake(2, {"username": "u", "password": "p"}) == (("AUTH", "u", "p"),)
+    assert handshake(3, {"password": "p", "client_name": "jobs", "db": "1"}) == (
+        ("HELLO", 3, "AUTH", "default", "p", "SETNAME", "jobs"), ("SELECT", 1))
