@@ -1,4 +1,4 @@
-"""Files written so that nothing planted in their directory is ever followed or opened."""
+"""Files written (and read) so that nothing planted in their directory is ever followed or opened."""
 
 from __future__ import annotations
 
@@ -26,3 +26,13 @@ def write_file(path: Path, data: str | bytes, mode: int = 0o600) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def read_file(path: Path, limit: int = 65536) -> bytes | None:
+    """The first ``limit`` bytes of ``path``, read without following a link: None when it is missing or a link."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:  # missing, or a symlink (ELOOP)
+        return None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(limit)

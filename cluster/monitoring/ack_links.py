@@ -10,25 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
-from cluster.safe_files import write_file
+from cluster.safe_files import read_file, write_file
 
 SECRET_FILE = "alerts.secret"
 MIN_SECRET_BYTES = 32
 ACK_PATH = "/alerts/ack"
-
-
-def read_secret(path: Path) -> bytes:
-    """The key kept at ``path``, read without following a link; b"" when there is none (or a link)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:  # missing, or a symlink (ELOOP): never read through it
-        return b""
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(4096).strip()
 
 
 def install_secret(state_dir: Path, configured: str | None) -> bytes:
@@ -41,7 +30,7 @@ def install_secret(state_dir: Path, configured: str | None) -> bytes:
     if configured:
         return configured.encode()
     path = state_dir / SECRET_FILE
-    value = read_secret(path)
+    value = (read_file(path, 4096) or b"").strip()  # a link reads as nothing: never through it
     if len(value) >= 2 * MIN_SECRET_BYTES:  # hex: two characters a byte
         return value
     value = secrets.token_hex(MIN_SECRET_BYTES).encode()

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import psutil
 
+from cluster.safe_files import read_file
+
 log = logging.getLogger("cluster.supervisor.leftovers")
 POLL = 0.1
 REDIS_STOP_TIMEOUT = 30.0
@@ -51,25 +53,14 @@ def old_consumers(settings_path: Path) -> list[psutil.Process]:
     return found
 
 
-def read_pid(path: Path) -> int | None:
-    """The pid in ``path``, read without following a link (a planted one reads as no pid)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError:
-        return None
-    with os.fdopen(fd, "rb") as handle:
-        text = handle.read(32).strip()
-    return int(text) if text.isdigit() else None
-
-
 def old_redis(state_dir: Path) -> psutil.Process | None:
     """This user's redis-server of a previous run of this state dir, if it still runs (checked, not just the
     pid: redis-server rewrites its command line, but it runs in its data dir)."""
-    pid = read_pid(redis_pidfile(state_dir))
-    if pid is None:
+    text = (read_file(redis_pidfile(state_dir), 32) or b"").strip()  # a planted link reads as no pid
+    if not text.isdigit():
         return None
     try:
-        proc = psutil.Process(pid)
+        proc = psutil.Process(int(text))
         if is_ours(tuple(proc.uids()), os.geteuid()) and "redis" in proc.name() \
                 and Path(proc.cwd()) == state_dir / "redis":
             return proc

@@ -24,7 +24,7 @@ from pathlib import Path
 SOCKET_PATH_MAX = 107
 LONGEST_SOCKET = "redis.sock"
 # Kernel file systems: a state dir there is never what the operator meant (and writes there change the kernel).
-VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"), Path("/dev"))
+VIRTUAL_ROOTS = (Path("/proc"), Path("/sys"))
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
