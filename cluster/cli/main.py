@@ -90,7 +90,14 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     if log_file:
         overrides["logging.file"] = str(Path(log_file).absolute())
     loaded = load_or_exit(config_file, overrides)
-    warnings = _preflight_or_exit(loaded)
+    from cluster.config import mask_text
+    from cluster.observability.logs import configure, redact_with
+
+    logs = loaded.settings.logging
+    configure("supervisor", loaded.settings.server.log_level, logs.format, logs.file)
+    # The webhook URL is a secret as a whole: nothing logged shows more than its host.
+    redact_with(functools.partial(mask_text, whole=(loaded.settings.alerts.webhook_url,)))
+    warnings = _preflight_or_exit(loaded)  # after the logs are set up: building the app says so
     from cluster.observability.multiproc import use_multiprocess_dir
 
     # The supervisor empties this directory before any of its metrics is written.
@@ -99,13 +106,7 @@ def start(app: str | None, bind: tuple[str, ...], workers: int | None, min_worke
     from cluster.cli.features import install
     from cluster.supervisor.core import Supervisor, SupervisorError
     from cluster.supervisor.state_dir import StateDirError
-    from cluster.config import mask_text
-    from cluster.observability.logs import configure, redact_with
 
-    logs = loaded.settings.logging
-    configure("supervisor", loaded.settings.server.log_level, logs.format, logs.file)
-    # The webhook URL is a secret as a whole: nothing logged shows more than its host.
-    redact_with(functools.partial(mask_text, whole=(loaded.settings.alerts.webhook_url,)))
     for line in warnings:
         logging.getLogger("cluster.supervisor.preflight").warning(line)
     supervisor = Supervisor(loaded, {"config_file": config_file, "overrides": overrides})

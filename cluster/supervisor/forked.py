@@ -18,6 +18,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 
 from cluster.supervisor.children import ChildProcess, ChildSpec, SupervisedChild
@@ -130,7 +131,9 @@ class ForkServerChild(SupervisedChild):
             connection.ready, connection.broken = ready, not ready
             self._changed.notify_all()
         if ready:
-            log.info("fork server %d ready", connection.pid, extra={"child_pid": connection.pid})
+            took = time.time() - self.started_at if self.started_at else 0.0
+            log.info("fork server %d ready: the queue runtime and the jobs preloaded in %.1f s", connection.pid, took,
+                     extra={"child_pid": connection.pid})
 
     async def _drop(self) -> None:
         """Forget the previous start's connection (its process is gone)."""

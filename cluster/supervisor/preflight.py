@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import socket
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -33,6 +35,8 @@ from cluster.supervisor.port_holder import port_holder
 MAX_UNIX_PATH = 107
 CONTROL_SOCKET = "control.sock"
 APP_CHECK_ROLE = "preflight"
+
+log = logging.getLogger("cluster.supervisor.preflight")
 
 
 @dataclass
@@ -200,6 +204,15 @@ def run(settings: Settings) -> Report:
         return report
     report.runtime += bind_problems(settings)
     report.runtime += state_dir_problems(located(settings.server.state_dir))
+    checked = [f"building {settings.server.app}"] if settings.server.app else []
+    checked += [f"importing {settings.queues.jobs_module}"] if settings.queues.jobs_module else []
+    # Seconds of silence otherwise. The line before is for a terminal only: elsewhere a start that
+    # fails says so in one line, the problem's.
+    if checked and sys.stderr.isatty():
+        log.info("checking the app in a throwaway process: %s", ", ".join(checked))
+    began = time.monotonic()
     problems, report.warnings = app_check(settings, max(settings.server.boot_grace, 10.0))
+    if checked and not problems:
+        log.info("app check passed in %.1f s: %s", time.monotonic() - began, ", ".join(checked))
     report.runtime += problems
     return report

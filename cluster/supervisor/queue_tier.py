@@ -189,6 +189,8 @@ class QueueTier:
         self._reaper = OrphanReaper(lambda: {c.process.pid for c in sup.children.values() if c.process})
         self._reaper.start()
         spec = fork_server_spec(str(sup.settings_path), sup.child_env("fork-server"), STOP_MARGIN)
+        log.info("preloading the jobs module %s in a fork server: the pool processes fork from it",
+                 sup.settings.queues.jobs_module)
         server = sup.add_child(spec, make_fork_server)
         assert isinstance(server, ForkServerChild)
         self.fork_server = server
