@@ -80,11 +80,12 @@ class RedisLogRelay:
 
     def lines(self) -> list[str]:
         """The complete lines appended since the last call (a line longer than MAX_READ is cut)."""
-        data = self._partial + self._read()
+        chunk = self._read()  # first: a file found replaced drops the old partial line
+        data = self._partial + chunk
         *complete, self._partial = data.split(b"\n")
-        if len(self._partial) >= MAX_READ:
-            complete.append(self._partial)
-            self._partial = b""
+        if len(self._partial) >= MAX_READ:  # no newline in sight: a line of its own, the rest follows
+            complete.append(self._partial[:MAX_READ])
+            self._partial = self._partial[MAX_READ:]
         return [line.decode("utf-8", "replace") for line in complete]
 
     def relay(self) -> None:
