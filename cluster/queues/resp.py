@@ -79,7 +79,9 @@ def encode_command(args: tuple[Any, ...] | list[Any], encoding: str = "utf-8", e
     """A command as one RESP array; a first argument of several words ("SCRIPT LOAD") is sent as words."""
     first = args[0]
     words = (first.encode() if isinstance(first, str) else first).split()
-    parts = [*words, *(encode_arg(arg, encoding, errors) for arg in args[1:])]
-    out = [b"*%d\r\n" % len(parts)]
-    out.extend(b"$%d\r\n%b\r\n" % (len(part), part) for part in parts)
+    out = [b"*%d\r\n" % (len(words) + len(args) - 1)]
+    out.extend(b"$%d\r\n%b\r\n" % (len(word), word) for word in words)
+    for arg in args[1:]:  # the common types first: this runs for every command of the process
+        part = arg.encode(encoding, errors) if type(arg) is str else encode_arg(arg, encoding, errors)
+        out.append(b"$%d\r\n%b\r\n" % (len(part), part))
     return b"".join(out)
