@@ -9,6 +9,7 @@ so a request costs the same whatever the size of the set.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,6 +24,8 @@ from cluster.queues.keys import QueueKeys
 SCAN_BATCH = 500
 SCAN_BUDGET = 5000
 PAGE_MAX = 200
+# A stream entry id (milliseconds-sequence), what next_cursor hands out; anything else is a client's mistake.
+STREAM_ID = re.compile(r"[0-9]{1,20}(-[0-9]{1,20})?")
 
 
 class QueueOpError(ValueError):
@@ -87,6 +90,8 @@ async def dead_page(client: redis.asyncio.Redis, priority: str, cursor: str | No
     then points past the last entry read, so the next request goes on there.
     """
     keys = QueueKeys(check_queue(priority))
+    if cursor is not None and not STREAM_ID.fullmatch(cursor):
+        raise QueueOpError(f"cursor {cursor[:40]!r} is not a dead letter entry id (MS-SEQ, as next_cursor gives)")
     limit = max(1, min(limit, PAGE_MAX))
     page = DeadPage(priority, total=await client.xlen(keys.dead))
     start = f"({cursor}" if cursor else "+"

@@ -65,7 +65,8 @@ def token_matches(authorization: str | None, token: str | None) -> bool:
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "bearer":
         return False
-    return hmac.compare_digest(given.strip().encode(), token.encode())
+    # aiohttp keeps a header's non-UTF-8 bytes as surrogates: encode them back, never fail on them (a 500).
+    return hmac.compare_digest(given.strip().encode("utf-8", "surrogateescape"), token.encode())
 
 
 def admin_refusal(peer: str | None, headers: Mapping[str, str], policy: AdminPolicy) -> tuple[int, str] | None:

@@ -27,7 +27,8 @@ from cluster.workers import db_routes, resilience_api
 from cluster.workers.admin_auth import AdminPolicy, admin_refusal
 from cluster.workers.admin_guard import admin_guard, trimmed_health
 from cluster.workers.ratelimit import rate_limit_middleware
-from cluster.workers.middleware import BODY_TIMEOUT, REQUEST_ID_HEADER, Handler, json_error, request_middleware
+from cluster.workers.middleware import BODY_LIMIT, BODY_TIMEOUT, REQUEST_ID_HEADER, Handler, json_error, \
+    request_middleware
 from cluster.workers.state import WORKER_STATE
 
 log = logging.getLogger("workers.app")
@@ -225,6 +226,7 @@ async def build_app(settings: Settings) -> web.Application:
     app[endpoints.SETTINGS_KEY] = settings
     app[endpoints.HEALTH_CHECKS] = []
     app[BODY_TIMEOUT] = settings.server.body_timeout
+    app[BODY_LIMIT] = settings.server.max_body_size
     # The user's routes are registered first, so they win at resolve time. aiohttp adds
     # a route to the last resource when the path is the same (and raises when the method
     # is taken): the probe path goes first, so no built-in ever lands on a user's resource.

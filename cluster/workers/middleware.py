@@ -3,7 +3,10 @@
 A client's mistake is never a server error: a client that disconnects in the
 middle of its request is logged at INFO and answered (for the books: the
 access log and the HTTP metrics) with 499, nginx's "client closed request";
-a body that stops arriving for ``server.body_timeout`` seconds gets 408.
+a body that stops arriving for ``server.body_timeout`` seconds gets 408; a
+``Content-Length`` over ``server.max_body_size`` gets 413 at once, before a
+byte of the body is read (aiohttp would read up to the limit first, and a
+client that announces 10 GB and sends nothing would wait for the 408).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from cluster.workers.state import WORKER_STATE
 REQUEST_ID_HEADER = "X-Request-ID"
 CLIENT_CLOSED = 499
 BODY_TIMEOUT = web.AppKey("cluster_body_timeout", float)
+BODY_LIMIT = web.AppKey("cluster_body_limit", int)
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 log = logging.getLogger("workers.http")
 
@@ -32,6 +36,17 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 def json_error(status: int, message: str, **extra: object) -> web.Response:
     """A JSON error body: {"error": ..., "status": ...}."""
     return web.json_response({"error": message, "status": status, **extra}, status=status)
+
+
+def too_large(request: web.Request) -> web.Response | None:
+    """413 for a request whose announced body is over the limit; the connection closes unread."""
+    limit = request.config_dict.get(BODY_LIMIT)
+    length = request.content_length
+    if not limit or length is None or length <= limit:
+        return None
+    response = json_error(413, f"the request body ({length} bytes) is over the limit of {limit} bytes", limit=limit)
+    response.force_close()  # its body is never read, so the connection cannot carry another request
+    return response
 
 
 def client_gone(request: web.Request) -> bool:
@@ -56,6 +71,10 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
     incoming = request.headers.get(REQUEST_ID_HEADER)
     request_id = incoming if incoming and _VALID_ID.match(incoming) else new_request_id()
     request_id_var.set(request_id)
+    refused = too_large(request)
+    if refused is not None:
+        refused.headers[REQUEST_ID_HEADER] = request_id
+        return refused
     state = WORKER_STATE
     state.in_flight += 1
     timeout = request.config_dict.get(BODY_TIMEOUT)

@@ -60,6 +60,9 @@ def _job_request(data: Any) -> dict[str, Any]:
     delay = data.get("delay")
     if delay is not None and (isinstance(delay, bool) or not isinstance(delay, int | float)):
         raise ValueError("'delay' must be a number of seconds")
+    for key in ("priority", "job_id"):
+        if data.get(key) is not None and not isinstance(data[key], str):
+            raise ValueError(f"'{key}' must be a string")
     return {"name": data["name"], "args": args, "kwargs": kwargs, "priority": data.get("priority"),
             "delay": delay, "job_id": data.get("job_id")}
 
