@@ -1,4 +1,4 @@
-"""The quotes demo's jobs (``--jobs quotes.jobs``): an order fill at high priority, a cache warm-up in the background."""
+"""The quotes demo's jobs (``--jobs quotes.jobs``): an order fill at high priority, a cache warm-up in background."""
 
 from __future__ import annotations
 

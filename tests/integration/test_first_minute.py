@@ -141,7 +141,8 @@ def test_the_start_speaks_one_language_and_names_every_address(demo: ClusterProc
     overcommit = [r for r in records if "overcommit" in r["message"]]
     assert len(overcommit) <= 1  # one line of ours on a host with overcommit off, with its fix
     if overcommit:
-        assert overcommit[0]["logger"] == "cluster.redis" and "sysctl vm.overcommit_memory=1" in overcommit[0]["message"]
+        (said,) = overcommit
+        assert said["logger"] == "cluster.redis" and "sysctl vm.overcommit_memory=1" in said["message"]
     assert (demo.state_dir / "redis.log").read_text().count("Server initialized") == 1  # Redis's own words, kept
     ready = [r for r in records if r["message"].startswith("cluster ready")]
     assert len(ready) == 1
