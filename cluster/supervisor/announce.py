@@ -104,9 +104,10 @@ def addresses(settings: "Settings", state_dir: Path) -> dict[str, Any]:
         "dashboard": f"{metrics}/dashboard/" if metrics and settings.dashboard.enabled else None,
         "metrics": f"{metrics}/metrics" if metrics else None,
         "control": str(socket_path(state_dir)),
-        "remote_admin": ("Authorization: Bearer <admin.token>; the dashboard logs in with the same token"
+        "remote_admin": ("send Authorization: Bearer <admin.token>, or log in to the dashboard with it"
                          if settings.admin.token else
-                         "off: only local clients are admitted; set CLUSTER_ADMIN_TOKEN for other hosts"),
+                         "none until CLUSTER_ADMIN_TOKEN is set; then send Authorization: Bearer <token>, "
+                         "or log in to the dashboard with it"),
     }
 
 
