@@ -190,6 +190,19 @@ class QueueSettings(Section):
     max_rss_mb: int | None = Field(None, ge=1, le=MAX_MEMORY_MB, description="a queue consumer over it finishes its jobs and is replaced")
     fork_server: bool = Field(True, description="fork the pool processes from one preloaded process (shared pages); "
                               "false: each starts a fresh interpreter")
+    # The consumer's cadences and batches (cluster/queues/consumer.py and its parts); the defaults suit most.
+    read_gather: float = Field(0.002, ge=0, le=1.0, description="a consumer with under half its slots free waits "
+                               "this long (s) before reading, so one read takes a batch")
+    ack_gather: float = Field(0.002, ge=0, le=1.0, description="outcomes gather this long (s) before one flush "
+                              "acknowledges them all")
+    running_mark_after: float = Field(0.5, ge=0, le=3600.0, description="a job is marked running in its state once "
+                                      "it has run this long (s); 0: at the next flush")
+    upkeep_every: float = Field(0.5, gt=0, le=60.0, description="a consumer's upkeep turn (s): due delayed jobs move "
+                                "onto the queue at most this late")
+    reclaim_every: float = Field(0.5, gt=0, le=60.0, description="how often (s) a consumer looks for dead consumers "
+                                 "of its host to claim their jobs (checked at upkeep turns)")
+    move_batch: int = Field(500, ge=1, le=10_000, description="due delayed jobs moved per Redis script call")
+    claim_batch: int = Field(500, ge=1, le=10_000, description="jobs of a dead consumer claimed per Redis script call")
 
     @model_validator(mode="before")
     @classmethod

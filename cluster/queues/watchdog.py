@@ -4,8 +4,8 @@ A task ticks every ``PERIOD``; its lateness is the loop's lag (a gauge). A
 thread reads the time of the last tick: when the loop has not ticked for a
 while, something holds it (a blocking call in an async handler), and no
 coroutine can act any more, so the thread asks ``on_blocked`` what to do.
-It also tells which coroutine holds the loop, by looking at the loop
-thread's stack for a frame of a given function.
+Which job holds the loop is the owner's to say (the consumer keeps a record
+of the job on the loop, ``queues.in_hand.OnTheLoop``), not read from frames.
 
 While ``busy()`` is false (a consumer with no job in hand: nothing of the
 user's can hold the loop) both tick and check once per ``IDLE_PERIOD``, so an
@@ -15,16 +15,18 @@ idle consumer wakes twice a second for its watchdog instead of fifteen times.
 from __future__ import annotations
 
 import asyncio
-import sys
 import threading
 import time
 from collections.abc import Callable
-from types import CodeType, FrameType
 from typing import Any
 
+#: How often (s) the tick task runs while the loop runs something worth watching; its lateness is the lag.
 PERIOD = 0.1
+#: How often (s) the thread checks the last tick while busy.
 CHECK_EVERY = 0.2
+#: Tick and check period (s) while not busy: an idle consumer wakes twice a second for its watchdog.
 IDLE_PERIOD = 1.0
+#: The loop counts as blocked once it has not turned for this long (s) beyond its tick period.
 BLOCKED_AFTER = 0.5
 
 
@@ -39,13 +41,11 @@ class LoopWatchdog:
         self.lag = 0.0
         self.period = PERIOD
         self.last_tick = time.monotonic()
-        self.loop_thread = threading.get_ident()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="loop-watchdog", daemon=True)
 
     async def tick(self) -> None:
         """Run as a task of the watched loop until cancelled."""
-        self.loop_thread = threading.get_ident()
         self.last_tick = time.monotonic()
         if not self._thread.is_alive():
             self._thread.start()
@@ -71,12 +71,3 @@ class LoopWatchdog:
             blocked = self.blocked_for()
             if blocked >= BLOCKED_AFTER and self.on_blocked(blocked):
                 return
-
-    def frame_locals_of(self, code: CodeType) -> dict[str, Any] | None:
-        """The locals of the innermost frame running ``code`` on the loop thread now, or None."""
-        frame: FrameType | None = sys._current_frames().get(self.loop_thread)
-        while frame is not None:
-            if frame.f_code is code:
-                return dict(frame.f_locals)
-            frame = frame.f_back
-        return None

@@ -11,8 +11,8 @@ import pytest
 
 from cluster.config import Settings
 from cluster.queues.client import QueueClient
-from cluster.queues.consumer import GROUP, Consumer
-from cluster.queues.keys import QueueKeys
+from cluster.queues.consumer import Consumer
+from cluster.queues.keys import GROUP, QueueKeys
 
 pytestmark = pytest.mark.integration
 
