@@ -27,6 +27,7 @@ import pytest
 from tests.pg_fixture import WEIGHTS, PgCluster, pg_cluster  # noqa: F401  (the session's primary + replicas)
 from tests.support import ROOT, ClusterProcess, cli_env, free_port, http_get, wait_for
 
+pytestmark = pytest.mark.integration
 EXAMPLES = ROOT / "examples"
 DEMO = ("quotes.app:make_app()", "--jobs", "quotes.jobs")
 POOLS = {"queue-high": 4, "queue-medium": 3, "queue-low": 2, "queue-background": 1}
