@@ -274,7 +274,7 @@ def test_http_takes_a_list_of_jobs(make_settings: Callable[..., Settings]) -> No
 
 
 def test_http_job_lists_answer_only_an_admin(make_settings: Callable[..., Settings]) -> None:
-    settings = _with(make_settings(), "admin", token="s3cret-token")
+    settings = _with(make_settings(), "admin", token="s3cret-token-of-16+")
 
     async def main() -> None:
         app = await build_app(settings)
@@ -286,7 +286,7 @@ def test_http_job_lists_answer_only_an_admin(make_settings: Callable[..., Settin
             assert wrong.status == 403
             assert await app[CLIENT].redis.xlen(QueueKeys("medium").stream) == 0
             admitted = await http.post("/api/enterprise/jobs", json=jobs, headers={
-                "X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer s3cret-token"})
+                "X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer s3cret-token-of-16+"})
             assert admitted.status == 200 and (await admitted.json())["created"] == 1
 
     asyncio.run(main())
