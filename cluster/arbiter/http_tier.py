@@ -6,8 +6,13 @@ gunicorn's own arbiter with these changes made in a subclass:
 - the worker count follows a target file the supervisor writes, and a HUP
   reload keeps the current count (gunicorn resets it to ``workers``, issue 716);
 - a worker still inside its boot grace is not taken for hung;
+- a reload (HUP) retires an old worker only once a new one serves in its place
+  (each worker says so on its ``ReadyPipe``), however long the app takes to
+  build; gunicorn retires them as soon as it has forked the new ones;
 - a scale-down retires the least busy worker (``cluster.arbiter.retire``), not the
   oldest, and a worker already told to stop is not counted nor told twice;
+- a retired worker drains its keep-alive connections before it stops
+  (``cluster.workers.gunicorn_worker.DrainingWorker``);
 - each worker's exit is reported to the supervisor with its reason
   (``cluster.arbiter.exits``): retired, replaced by a reload, timed out, crashed;
 - nothing else runs in this process: the arbiter reaps with ``waitpid(-1)``,
@@ -32,12 +37,13 @@ from gunicorn.arbiter import Arbiter
 
 from cluster.arbiter import socket_activation
 from cluster.arbiter.exits import EXITS_SOCKET, ExitReporter, exit_reason
-from cluster.arbiter.retire import CpuRates, WorkerLoad, retire_order
+from cluster.arbiter.retire import CpuRates, WorkerLoad, to_retire, to_spawn
 from cluster.safe_files import write_file
 from cluster.config import Settings, mask_text
 from cluster.observability.logs import configure, process_handler, redact_with, reopen, set_role
 from cluster.observability.metrics import CHILD_RESTARTS, mark_dead
 from cluster.workers.app import build_runner
+from cluster.workers.gunicorn_worker import ReadyPipe
 from cluster.workers.state import WORKER_STATE
 
 TARGET_FILE = "http.target"
@@ -86,9 +92,16 @@ class JsonLogger(glogging.Logger):
         reopen()
 
 
+def _pre_fork(server: Arbiter, worker: Any) -> None:
+    worker.ready_pipe = ReadyPipe()
+
+
 def _post_fork(server: Arbiter, worker: Any) -> None:
     set_role("http-worker")
     WORKER_STATE.reset_after_fork()
+    worker.ready_pipe.forked(in_child=True)
+    for sibling in server.WORKERS.values():
+        sibling.ready_pipe.close()
 
 
 def unix_umask(mode: str) -> int:
@@ -118,6 +131,7 @@ def _unix_group(server: Arbiter) -> None:
 
 def _child_exit(server: "ClusterArbiter", worker: Any) -> None:
     mark_dead(worker.pid)
+    worker.ready_pipe.close()
     server.report_exit(worker)
     # The worker is already out of WORKERS: fewer than wanted means a replacement
     # comes, unless the arbiter is stopping (it drops its listeners first).
@@ -134,6 +148,7 @@ class ClusterArbiter(Arbiter):
         self._target_mtime = 0
         self._retiring: set[int] = set()
         self._stale_age = 0
+        self._reloading = False
         self.cpu_rates = CpuRates()
         self.exits = ExitReporter(str(Path(app.settings.server.state_dir) / EXITS_SOCKET))
         super().__init__(app)
@@ -171,15 +186,11 @@ class ClusterArbiter(Arbiter):
         self._follow_target()
         self._retiring &= set(self.WORKERS)
         self.cpu_rates.refresh(self.WORKERS, time.monotonic())
-        active = {pid: w for pid, w in self.WORKERS.items() if pid not in self._retiring}
-        for _ in range(self.num_workers - len(active)):
+        loads = [WorkerLoad(pid, w.age, self.cpu_rates.rate(pid), w.age <= self._stale_age, w.ready_pipe.heard())
+                 for pid, w in self.WORKERS.items() if pid not in self._retiring]
+        for _ in range(to_spawn(loads, self.num_workers)):
             self.spawn_worker()
-        excess = len(active) - self.num_workers
-        if excess <= 0:
-            return
-        loads = [WorkerLoad(pid, w.age, self.cpu_rates.rate(pid), w.age <= self._stale_age)
-                 for pid, w in active.items()]
-        for pid in retire_order(loads)[:excess]:
+        for pid in to_retire(loads, self.num_workers):
             self.log.info("retiring worker %s (cpu %.0f%%)", pid, self.cpu_rates.rate(pid) * 100)
             self._retiring.add(pid)
             self.kill_worker(pid, signal.SIGTERM)
@@ -187,11 +198,24 @@ class ClusterArbiter(Arbiter):
     def reload(self) -> None:
         # Every worker alive now runs the old configuration: retire those first.
         self._stale_age = self.worker_age
-        super().reload()
+        self._reloading = True
+        try:
+            super().reload()
+        finally:
+            self._reloading = False
+
+    def reap_workers(self) -> None:
+        super().reap_workers()
+        if self._reloading:
+            # gunicorn's reload waits here (up to graceful_timeout) for the old workers to leave:
+            # meanwhile retire each as a new one serves, which gunicorn did at once, before any served.
+            self.manage_workers()
 
     def spawn_worker(self) -> int:
         pid = super().spawn_worker()
-        self.WORKERS[pid].spawned_at = time.monotonic()
+        worker = self.WORKERS[pid]
+        worker.ready_pipe.forked(in_child=False)
+        worker.spawned_at = time.monotonic()
         return pid
 
     def murder_workers(self) -> None:
@@ -233,6 +257,7 @@ class HttpTier(BaseApplication):
             "accesslog": None,
             "proc_name": "cluster-http",
             "control_socket": str(state_dir / "gunicorn.ctl"),
+            "pre_fork": _pre_fork,
             "post_fork": _post_fork,
             "when_ready": _unix_group,
             "umask": unix_umask(server.unix_mode),

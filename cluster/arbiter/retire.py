@@ -1,4 +1,4 @@
-"""Which HTTP worker to retire on a scale-down: the least busy one, not gunicorn's oldest.
+"""Which HTTP worker to retire: the previous generation's once new ones serve, then the least busy.
 
 Used inside gunicorn's arbiter (``ClusterArbiter.manage_workers``), which has
 no threads: ``CpuRates`` is refreshed from the arbiter's own loop, at most
@@ -7,7 +7,7 @@ once a second, from each worker's ``cpu_times`` in /proc.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cluster.observability.process import CpuMeter
@@ -22,6 +22,8 @@ class WorkerLoad:
     """CPU seconds per second over the last refresh (0 when not measured yet)."""
     stale: bool
     """Spawned before the last reload: it runs the old code and must go first."""
+    ready: bool = True
+    """It serves (its app is built and it listens): it can take a retiring worker's place."""
 
 
 def retire_order(workers: Iterable[WorkerLoad]) -> list[int]:
@@ -38,6 +40,26 @@ def retire_order(workers: Iterable[WorkerLoad]) -> list[int]:
         return (1, round(w.cpu_rate * 100), w.age)
 
     return [w.pid for w in sorted(workers, key=key)]
+
+
+def to_spawn(workers: Sequence[WorkerLoad], target: int) -> int:
+    """How many workers to start: the current generation (booting ones included) is short of ``target``."""
+    return max(0, target - sum(not w.stale for w in workers))
+
+
+def to_retire(workers: Sequence[WorkerLoad], target: int) -> list[int]:
+    """Pids to tell to retire now, of workers not already retiring.
+
+    A previous generation's worker leaves only once a new one serves in its
+    place, so ``target`` workers keep serving through a reload however long
+    the app takes to build (gunicorn retires them as soon as it has forked the
+    new ones, issue 1757). Beyond the target, the current generation gives up
+    its least busy workers (a scale-down).
+    """
+    fresh = [w for w in workers if not w.stale]
+    stale = [w for w in workers if w.stale]
+    kept_stale = max(0, target - sum(w.ready for w in fresh))
+    return retire_order(stale)[:max(0, len(stale) - kept_stale)] + retire_order(fresh)[:max(0, len(fresh) - target)]
 
 
 class CpuRates:

@@ -7,6 +7,11 @@ a body that stops arriving for ``server.body_timeout`` seconds gets 408; a
 ``Content-Length`` over ``server.max_body_size`` gets 413 at once, before a
 byte of the body is read (aiohttp would read up to the limit first, and a
 client that announces 10 GB and sends nothing would wait for the 408).
+
+While the worker drains (a reload, a stop, a scale-down), every response
+carries ``Connection: close``: the client learns the connection ends before it
+sends another request on it, instead of having that request reset
+(``workers.gunicorn_worker.DrainingWorker``).
 """
 
 from __future__ import annotations
@@ -111,4 +116,6 @@ async def request_middleware(request: web.Request, handler: Handler) -> web.Stre
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
     response.headers[REQUEST_ID_HEADER] = request_id
+    if state.draining:
+        response.force_close()
     return response
