@@ -272,12 +272,12 @@ class DashboardWeb:
             return self._page(request, "Log in", "", body, status=401, admin=False)
         self.throttle.succeeded(client)
         log.info("dashboard login", extra={"peer": client})
-        response = web.HTTPSeeOther(render.BASE)
+        response = _see_other(render.BASE)
         # A new session is a new CSRF binding: the token of any page seen before the login is void.
         self._set_cookie(request, response, auth.SESSION_COOKIE, sid, int(self.sup.settings.dashboard.session_ttl))
         self.csrf.nonces.drop(request.cookies.get(NONCE_COOKIE))
         response.del_cookie(NONCE_COOKIE, path=render.BASE)
-        return response  # type: ignore[return-value]
+        return response
 
     async def logout(self, request: web.Request) -> web.Response:
         form = await request.post()
@@ -285,9 +285,9 @@ class DashboardWeb:
         if why is not None:
             return _json_error(403, why)
         self.sessions.logout(request.cookies.get(auth.SESSION_COOKIE))
-        response = web.HTTPSeeOther(f"{render.BASE}login")
+        response = _see_other(f"{render.BASE}login")
         response.del_cookie(auth.SESSION_COOKIE, path=render.BASE)
-        return response  # type: ignore[return-value]
+        return response
 
     async def action(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -328,6 +328,11 @@ class DashboardWeb:
         app.router.add_get(base + "jobs/{job_id}", g(self.job_page))
         app.router.add_post(base + "action/{name}", g(self.action, html=False))
         app.router.add_get(base + "{page}", g(self.live_page))
+
+
+def _see_other(location: str) -> web.Response:
+    """A 303 to return (an HTTPException returned rather than raised is deprecated), with cookies set on it."""
+    return web.Response(status=303, headers={"Location": location})
 
 
 def _json_error(status: int, reason: str) -> web.Response:

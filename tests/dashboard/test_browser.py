@@ -281,9 +281,26 @@ def test_what_the_page_does_the_cli_does(dash: Dash) -> None:
     wait_for(lambda: worker not in pids("http-worker") and pids("http-worker"), 60, 0.3, "a replacement worker")
 
 
-def test_a_page_on_another_port_cannot_plant_a_cookie_and_drive_the_dashboard(page: Any, dash: Dash) -> None:
+def test_a_page_on_another_port_cannot_plant_a_cookie_and_drive_the_dashboard(browser: Any, dash: Dash) -> None:
     """Cookies are not isolated by port, and SameSite counts ports as the same site: a page on another
-    port of the dashboard's host plants cluster_csrf=tossed and posts a pause form with it."""
+    port of the dashboard's host plants cluster_csrf=tossed and posts a pause form with it.
+
+    The operator logged in, then restarted the browser: the session cookie (12 h) survives, cookies
+    of the browser session do not, so there is no csrf cookie of ours for the planted one to lose to.
+    """
+    first = browser.new_context(extra_http_headers=dash.remote.extra)
+    login = first.new_page()
+    login.goto(dash.base)
+    login.fill("input[name=token]", TOKEN)
+    login.click("form.login button")
+    login.wait_for_selector("body[data-conn=live]", timeout=60_000)
+    state = first.storage_state()
+    first.close()
+    kept = [c for c in state["cookies"] if c.get("expires", -1) > 0]
+    assert [c["name"] for c in kept] == ["cluster_session"], state["cookies"]
+    context = browser.new_context(extra_http_headers=dash.remote.extra,
+                                  storage_state={"cookies": kept, "origins": []})
+    page = context.new_page()
     host = urllib.parse.urlsplit(dash.base).hostname
     target = dash.base + "action/pause"
     attack = (f"<!doctype html><body><script>document.cookie = 'cluster_csrf=tossed; path=/dashboard/';</script>"
@@ -309,21 +326,25 @@ def test_a_page_on_another_port_cannot_plant_a_cookie_and_drive_the_dashboard(pa
         with page.expect_response(lambda r: r.url == target) as posted:
             page.goto(f"http://{host}:{server.server_address[1]}/")
         answer = posted.value
-        assert answer.status == 403, (answer.status, answer.text()[:300])
+        assert answer.status == 403, f"the forged pause was answered {answer.status}"
         assert "Origin" in answer.json()["error"] or "CSRF" in answer.json()["error"]
     finally:
         server.shutdown()
         server.server_close()
-    assert not redis_client(dash).exists("{cq:low}:paused")
-    # The logged-in operator's own page still works: its form carries the server's token.
-    page.goto(dash.base + "queues")
-    page.wait_for_selector("body[data-conn=live]", timeout=60_000)
-    row(page, "low").locator("form[action$='action/pause'] button").click()
-    page.wait_for_url("**msg=pause*")
-    assert redis_client(dash).exists("{cq:low}:paused")
-    row(page, "low").locator("form[action$='action/resume'] button").click()
-    page.wait_for_url("**msg=resume*")
-    wait_for(lambda: not redis_client(dash).exists("{cq:low}:paused"), 60, 0.2, "the queue to resume")
+    try:
+        assert not redis_client(dash).exists("{cq:low}:paused")
+        # The logged-in operator's own page still works: its form carries the server's token.
+        page.goto(dash.base + "queues")
+        page.wait_for_selector("body[data-conn=live]", timeout=60_000)
+        row(page, "low").locator("form[action$='action/pause'] button").click()
+        page.wait_for_url("**msg=pause*")
+        assert redis_client(dash).exists("{cq:low}:paused")
+        row(page, "low").locator("form[action$='action/resume'] button").click()
+        page.wait_for_url("**msg=resume*")
+        wait_for(lambda: not redis_client(dash).exists("{cq:low}:paused"), 60, 0.2, "the queue to resume")
+    finally:
+        redis_client(dash).delete("{cq:low}:paused")
+        context.close()
 
 
 def test_the_page_falls_back_to_polling_when_the_stream_is_cut_and_recovers(page: Any,

@@ -221,3 +221,34 @@ def test_read_only_refuses_every_action_even_with_the_csrf_token() -> None:
 
     for status, error in asyncio.run(scenario()):
         assert status == 403 and "read-only" in error
+
+
+def test_session_cookies_are_secure_over_https_from_a_trusted_proxy_or_when_forced() -> None:
+    from types import SimpleNamespace
+
+    from aiohttp import web
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from cluster.config import Settings
+    from cluster.dashboard.component import Dashboard
+
+    async def login_cookie(settings: dict[str, Any], headers: dict[str, str]) -> str:
+        supervisor = SimpleNamespace(settings=Settings.model_validate(settings), components=[])
+        app = web.Application()
+        Dashboard(supervisor).add_listener_routes(app)  # type: ignore[arg-type]
+        async with TestClient(TestServer(app)) as client:
+            origin = {"Origin": f"http://{client.host}:{client.port}", **headers}
+            response = await client.post("/dashboard/login", data={"token": TOKEN}, headers=origin,
+                                         allow_redirects=False)
+            assert response.status == 303
+            return response.headers["Set-Cookie"]
+
+    def cookie(settings: dict[str, Any], headers: dict[str, str]) -> str:
+        return asyncio.run(login_cookie({"admin": {"token": TOKEN}, **settings}, headers))
+
+    https = {"X-Forwarded-Proto": "https"}
+    behind = {"server": {"trusted_proxies": ["127.0.0.1"]}}
+    assert "Secure" in cookie(behind, https)
+    assert "Secure" not in cookie(behind, {})
+    assert "Secure" not in cookie({}, https)  # anyone can write the header: only a trusted proxy is believed
+    assert "Secure" in cookie({"dashboard": {"cookie_secure": True}}, {})
