@@ -18,7 +18,7 @@ HEADER = """\
 # settings model; do not edit the copy in deploy/, edit the model and render it again).
 #
 # Sources, later wins: these defaults < this file < CLUSTER_<SECTION>_<KEY> environment
-# variables (and the seed's names: REDIS_URL, DATABASE_URL, ...) < command-line flags.
+# variables (and the shorter names: REDIS_URL, DATABASE_URL, ...) < command-line flags.
 # A key left commented out has no default (unset). `cluster config check FILE` validates it;
 # `cluster config show` prints the effective values and where each came from.
 """

@@ -17,7 +17,7 @@ from cluster.config.monitored import NAMES as MONITORED_NAMES
 from cluster.config.values import header_problem, redis_db_problem, tcp_address_problem
 
 PRIORITIES: tuple[str, ...] = ("high", "medium", "low", "background")
-# Upper bounds of counts and sizes (README: Bounds): a typo of a few zeros is an error, not a fork storm.
+# Upper bounds of counts and sizes (docs/security.md: Bounds): a typo of a few zeros is an error, not a fork storm.
 MAX_WORKERS = 1024
 MAX_POOL_WORKERS = 64
 MAX_QUEUE_SIZE = 1_000_000
@@ -69,7 +69,7 @@ class ServerSettings(Section):
                                 description="a request body that sends nothing for this long gets 408 (s)")
     worker_tmp_dir: str | None = None
     event_loop: Literal["auto", "uvloop", "asyncio"] = Field(
-        "auto", description="the workers' event loop: auto is uvloop when installed (see README: Event loop)")
+        "auto", description="the workers' event loop: auto is uvloop when installed (see docs/http.md: Event loop)")
     access_log: bool = False
     trusted_proxies: list[str] = Field(
         default_factory=list, max_length=256, description="peers (IPs or CIDR networks) whose forwarded_header is believed; "
@@ -288,7 +288,7 @@ class DatabaseSettings(Section):
 class MonitoringSettings(Section):
     metrics_interval: float = Field(5.0, gt=0)
     alert_cooldown: float | None = Field(
-        None, ge=0, description="the seed's cooldown: when set, the repeat interval of both severities (s)")
+        None, ge=0, description="one cooldown for both severities: when set, the repeat interval of both (s)")
     alert_for: float | None = Field(None, ge=0, description="when set, the `for` of both severities (s); 0: at once")
     alert_for_warning: float = Field(60.0, ge=0, description="a warning condition must hold this long to fire (s)")
     alert_for_critical: float = Field(30.0, ge=0, description="a critical condition must hold this long to fire (s)")
