@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from cluster.supervisor.children import SupervisedChild
+from cluster.safe_files import read_file
 from cluster.workers.app import BOOT_ERROR_FILE
 
 
@@ -43,10 +44,9 @@ def failure_message(exit_code: int | None, cause: str | None) -> str:
 
 
 def read_cause(state_dir: Path) -> str | None:
-    try:
-        return (state_dir / BOOT_ERROR_FILE).read_text().strip() or None
-    except OSError:
-        return None
+    text = read_file(state_dir / BOOT_ERROR_FILE)  # a link reads as nothing: never through it
+    cause = text.decode(errors="replace").strip() if text else ""
+    return cause or None
 
 
 def failed(exit_code: int | None) -> bool:

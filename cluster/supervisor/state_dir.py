@@ -51,7 +51,7 @@ def located(given: str | Path) -> Path:
     except FileNotFoundError:
         return path.resolve()  # a missing leaf: prepare() creates it
     except OSError as exc:
-        raise StateDirError(f"state dir {path} cannot be looked at: {exc.strerror}") from None
+        raise StateDirError(f"state dir {path} is not usable: {exc.strerror}") from None
     if stat.S_ISLNK(st.st_mode):
         raise StateDirError(f"state dir {path} is a symlink; give its real path (its target is left untouched)")
     return path.resolve()

@@ -6,7 +6,6 @@ import asyncio
 import importlib
 import inspect
 import logging
-import os
 import traceback
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -20,6 +19,7 @@ from aiohttp.web_server import Server
 from yarl import URL
 
 from cluster.config import Settings
+from cluster.safe_files import write_file
 from cluster.observability.logs import new_request_id
 from cluster.workers import endpoints, monitoring, queues_api
 from cluster.workers.access_log import JsonAccessLogger
@@ -89,9 +89,7 @@ def record_boot_failure(state_dir: str, exc: BaseException) -> None:
     """Leave the cause where the supervisor reads it when the HTTP tier dies before it is ready."""
     path = Path(state_dir) / BOOT_ERROR_FILE
     try:
-        tmp = path.with_suffix(f".{os.getpid()}")
-        tmp.write_text(failure_line(exc) + "\n")
-        os.replace(tmp, path)
+        write_file(path, failure_line(exc) + "\n")  # never through a link planted in the state dir
     except OSError:
         log.warning("cannot write %s", path)
 

@@ -61,11 +61,12 @@ BAD_STARTS: dict[str, tuple[list[str], dict[str, str], Any, int, str]] = {
     "missing APP module": (["no_such_module:app"], {}, None, 1, "No module named 'no_such_module'"),
     "raising APP": (["tests.apps.lifecycle:raising()"], {}, None, 1, "the app cannot find its settings"),
     "APP not an Application": (["tests.apps.lifecycle:not_an_app"], {}, None, 1, "not an aiohttp.web.Application"),
-    "unresolvable bind host": (["--bind", "no-such-host.invalid:8000"], {}, None, 1, "cannot resolve"),
+    # A setting that can never work is a config error (2), in `config check` as in `start`.
+    "unresolvable bind host": (["--bind", "no-such-host.invalid:8000"], {}, None, 2, "cannot resolve"),
     "REDIS_URL port 99999": ([], {"REDIS_URL": "redis://127.0.0.1:99999/0"}, None, 2, "redis.url"),
     "inf in a float setting": ([], {"CLUSTER_HEALTH_INTERVAL": "inf"}, None, 2, "health.interval"),
-    "metrics.bind=garbage": ([], {"CLUSTER_METRICS_BIND": "garbage"}, None, 1, "metrics.bind 'garbage'"),
-    "unusable state dir": ([], {}, file_in_the_way, 1, "is not usable"),
+    "metrics.bind=garbage": ([], {"CLUSTER_METRICS_BIND": "garbage"}, None, 2, "metrics.bind"),
+    "unusable state dir": ([], {}, file_in_the_way, 2, "is not usable"),
     "state dir path too long": ([], {}, long_state_dir, 2, "unix socket allows"),
 }
 
@@ -234,7 +235,8 @@ def test_slow_and_vanishing_clients_are_4xx_and_leave_health_passing(cluster_fac
     slow = []
     for _ in range(5):
         conn = socket.create_connection(("127.0.0.1", cluster.port))
-        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000000\r\n\r\nab")
+        # Under server.max_body_size (a larger one is refused with 413 before its body is read).
+        conn.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\nab")
         slow.append(conn)
     for conn in slow:
         conn.settimeout(60)
