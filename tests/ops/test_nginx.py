@@ -8,16 +8,18 @@ per-IP rate-limit budget, as the ``RateLimit`` header's remaining count shows.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import shutil
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.redis_fixture import RedisServer
+from tests.ops.test_two_hosts import haproxy_config
 from tests.support import ClusterProcess, free_port, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -53,28 +55,23 @@ def nginx_main(prefix: Path, site: Path) -> str:
             f"http {{ access_log {prefix}/access.log; {temps} include {site}; }}\n")
 
 
-@pytest.fixture
-def nginx_in_front(tmp_path: Path) -> Iterator[tuple[ClusterProcess, int]]:
+@contextlib.contextmanager
+def proxied(tmp_path: Path, start_proxy: Callable[[ClusterProcess, int], list[str]],
+            name: str) -> Iterator[tuple[ClusterProcess, int]]:
+    """One rate-limited cluster trusting 127.0.0.1, and the proxy ``start_proxy`` writes the config of."""
     redis_server = RedisServer(tmp_path / "redis").start()
     rules = [{"path": "/ping", "limit": f"{LIMIT}/hour", "per": "ip"}]
     env = {"REDIS_URL": redis_server.url, "CLUSTER_SERVER_TRUSTED_PROXIES": json.dumps(["127.0.0.1"]),
            "CLUSTER_RATELIMIT_RULES": json.dumps(rules)}
     cluster = ClusterProcess(tmp_path / "state", env=env, workers=2)
     port = free_port()
-    site = tmp_path / "cluster.conf"
-    main = tmp_path / "nginx.conf"
     proxy: subprocess.Popen[bytes] | None = None
     try:
         cluster.start()
-        site.write_text(nginx_site(port, cluster.port))
-        main.write_text(nginx_main(tmp_path, site))
-        check = subprocess.run(["nginx", "-t", "-c", str(main), "-p", str(tmp_path)],
-                               capture_output=True, text=True, timeout=60)
-        assert check.returncode == 0, check.stderr
-        proxy = subprocess.Popen(["nginx", "-c", str(main), "-p", str(tmp_path), "-g", "daemon off;"],
-                                 stdout=(tmp_path / "nginx.log").open("wb"), stderr=subprocess.STDOUT)
+        command = start_proxy(cluster, port)
+        proxy = subprocess.Popen(command, stdout=(tmp_path / f"{name}.log").open("wb"), stderr=subprocess.STDOUT)
         wait_for(lambda: proxy.poll() is None and _get(port, "127.0.0.1", "/readyz")[0] == 200, 60, 0.2,
-                 "nginx to serve")
+                 f"{name} to serve")
         yield cluster, port
     finally:
         if proxy is not None:
@@ -82,6 +79,37 @@ def nginx_in_front(tmp_path: Path) -> Iterator[tuple[ClusterProcess, int]]:
             proxy.wait(30)
         cluster.close()
         redis_server.stop()
+
+
+@pytest.fixture
+def nginx_in_front(tmp_path: Path) -> Iterator[tuple[ClusterProcess, int]]:
+    site = tmp_path / "cluster.conf"
+    main = tmp_path / "nginx.conf"
+
+    def start(cluster: ClusterProcess, port: int) -> list[str]:
+        site.write_text(nginx_site(port, cluster.port))
+        main.write_text(nginx_main(tmp_path, site))
+        check = subprocess.run(["nginx", "-t", "-c", str(main), "-p", str(tmp_path)],
+                               capture_output=True, text=True, timeout=60)
+        assert check.returncode == 0, check.stderr
+        return ["nginx", "-c", str(main), "-p", str(tmp_path), "-g", "daemon off;"]
+
+    with proxied(tmp_path, start, "nginx") as front:
+        yield front
+
+
+@pytest.fixture
+def haproxy_in_front(tmp_path: Path) -> Iterator[tuple[ClusterProcess, int]]:
+    if shutil.which("haproxy") is None:
+        pytest.skip("haproxy is needed (scripts/install-system-deps)")
+    cfg = tmp_path / "haproxy.cfg"
+
+    def start(cluster: ClusterProcess, port: int) -> list[str]:
+        cfg.write_text(haproxy_config(port, [cluster.port, cluster.port]))  # the sample's two hosts: ours twice
+        return ["haproxy", "-f", str(cfg), "-db"]
+
+    with proxied(tmp_path, start, "haproxy") as front:
+        yield front
 
 
 def _get(port: int, source: str, path: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
@@ -100,7 +128,8 @@ def _get(port: int, source: str, path: str, headers: dict[str, str] | None = Non
 
 def remaining(headers: dict[str, str]) -> int:
     """r= of the IETF draft ``RateLimit`` header: what is left of this client's budget."""
-    return int(headers["RateLimit"].split(";r=")[1].split(";")[0])
+    value = next(v for k, v in headers.items() if k.lower() == "ratelimit")  # HAProxy lowercases names
+    return int(value.split(";r=")[1].split(";")[0])
 
 
 def test_nginx_from_the_shipped_file_serves_and_passes_the_real_client_address(
@@ -123,10 +152,20 @@ def test_a_clients_own_forwarded_header_through_the_shipped_nginx_does_not_escap
         nginx_in_front: tuple[ClusterProcess, int]) -> None:
     """The shipped config drops a client's Forwarded (and X-Real-IP and friends are overwritten or dropped),
     and the workers read only X-Forwarded-For: 12 spoofed addresses are one client, 127.0.0.5."""
-    _, port = nginx_in_front
+    spoofs_spend_one_budget(nginx_in_front[1])
+
+
+def test_a_clients_own_forwarding_headers_through_the_shipped_haproxy_do_not_escape_its_rate_limit(
+        haproxy_in_front: tuple[ClusterProcess, int]) -> None:
+    """The shipped HAProxy config deletes every client-set forwarding header before adding its own."""
+    spoofs_spend_one_budget(haproxy_in_front[1], {"X-Forwarded-For": "10.9.6.1"})
+
+
+def spoofs_spend_one_budget(port: int, more: dict[str, str] | None = None) -> None:
     lefts = []
     for n in range(12):
-        spoof = {"Forwarded": f"for=10.9.9.{n}", "X-Real-IP": f"10.9.8.{n}", "True-Client-IP": f"10.9.7.{n}"}
+        spoof = {"Forwarded": f"for=10.9.9.{n}", "X-Real-IP": f"10.9.8.{n}", "True-Client-IP": f"10.9.7.{n}",
+                 **(more or {})}
         code, headers = _get(port, "127.0.0.5", "/ping", spoof)
         assert code == 200, headers
         lefts.append(remaining(headers))
