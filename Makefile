@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
-.PHONY: install system-deps run test bench lock audit dist
+.PHONY: install system-deps run test test-unit bench lock audit dist
 
 LOCK := requirements/test.lock
 
@@ -47,6 +47,10 @@ run: install
 test: install
 	-python3 scripts/audit.py
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests that start no service: pure logic, the settings, the docs, the import contracts.
+test-unit: $(STAMP)
+	$(PY) -m pytest -q tests/unit $(PYTEST_ARGS)
 
 BENCH_ARGS ?=
 bench: install
