@@ -141,7 +141,8 @@ def socket_path_problems(state_dir: Path) -> list[str]:
 
 
 def state_dir_config_problems(given: str) -> list[str]:
-    """The state dir as `start` will refuse it, changing nothing: a link, under /proc, not ours, too long."""
+    """The state dir as `start` will refuse it, changing nothing: a link, under /proc, not ours, too long,
+    or missing where it cannot be created."""
     try:
         state_dir = located(given)
     except StateDirError as exc:
@@ -149,7 +150,9 @@ def state_dir_config_problems(given: str) -> list[str]:
     try:
         found = state_dir_stat_problems(state_dir, os.lstat(state_dir), os.geteuid())
     except FileNotFoundError:
-        found = []
+        parent = next(p for p in state_dir.parents if p.exists())
+        found = [] if os.access(parent, os.W_OK | os.X_OK) else [
+            f"state dir {state_dir} is not usable: it cannot be created in {parent} (not writable)"]
     return [f"server.state_dir: {problem}" for problem in found] or socket_path_problems(state_dir)
 
 

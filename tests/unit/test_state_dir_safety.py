@@ -71,3 +71,12 @@ def test_only_processes_of_this_uid_are_leftovers() -> None:
     assert not is_ours((65534, 65534, 65534), 0)
     assert not is_ours((1000, 0, 0), 0) and not is_ours((0, 1000, 1000), 0)
     assert not is_ours(None, 0)
+
+
+def test_a_missing_state_dir_whose_parent_we_cannot_write_fails_config_check(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert preflight.state_dir_config_problems(str(tmp_path / "new" / "state")) == []
+    # As another user would find it (root may write anywhere): the nearest existing parent is not writable.
+    monkeypatch.setattr(preflight.os, "access", lambda path, mode: Path(path) != tmp_path)
+    (problem,) = preflight.state_dir_config_problems(str(tmp_path / "new" / "state"))
+    assert problem.startswith("server.state_dir: ") and f"cannot be created in {tmp_path}" in problem
