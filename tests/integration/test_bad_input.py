@@ -98,8 +98,9 @@ def test_a_body_announced_over_the_limit_gets_413_before_any_byte_of_it(cluster:
 
 
 def test_an_authorization_header_that_is_not_utf8_is_a_4xx(cluster: ClusterProcess) -> None:
-    for path in (b"/api/enterprise/queues/status", b"/api/enterprise/jobs/x"):
-        status, body = raw(("127.0.0.1", cluster.port),
+    for port, path in ((cluster.port, b"/api/enterprise/queues/status"), (cluster.port, b"/api/enterprise/jobs/x"),
+                       (cluster.metrics_port, b"/dashboard/api/dead")):
+        status, body = raw(("127.0.0.1", port),
                            b"GET " + path + b" HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer \xff\xfe\xc3(\r\n"
                            b"Connection: close\r\n\r\n")
         assert_json_4xx(status, body)
