@@ -9,8 +9,9 @@ sends ``{"pid": ..., "reason": ...}`` to it without blocking. The reasons:
 - ``timeout``: its heartbeat stopped and the arbiter killed it;
 - ``shutdown``: the arbiter is stopping;
 - ``crashed``: it left without the arbiter asking (gunicorn's ``child_exit``
-  hook is not given the wait status). The supervisor knows the workers it
-  recycled itself and counts those as ``recycled``.
+  hook is not given the wait status). The supervisor marks each worker it
+  recycles (``Recycle`` in its command loop) before it signals it, and counts
+  that worker's exit as ``recycled`` (``supervisor.worker_exits.as_requested``).
 """
 
 from __future__ import annotations

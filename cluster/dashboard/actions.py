@@ -8,8 +8,6 @@ fields or a JSON body) and returns a JSON-able result, or raises
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +15,7 @@ import redis.asyncio
 
 from cluster.dashboard import queue_ops
 from cluster.dashboard.snapshot import component
+from cluster.supervisor.commands import Recycle, RestartGroup
 
 if TYPE_CHECKING:
     from cluster.supervisor.core import Supervisor
@@ -77,24 +76,17 @@ async def reload(sup: "Supervisor", params: Params) -> dict[str, Any]:
 async def restart_group(sup: "Supervisor", params: Params) -> dict[str, Any]:
     """Restart every process of one queue pool group (e.g. ``queue-high``): they are replaced at once."""
     group = _required(params, "group")
-    children = [c for c in sup.children.values() if c.spec.group == group and group.startswith("queue-")]
-    if not children:
-        raise ActionError(404, f"no queue pool group {group!r}")
-    signalled = [c.spec.name for c in children if c.send_signal(signal.SIGTERM)]
-    log.info("restarting queue pool %s", group, extra={"group": group, "processes": signalled})
-    return {"group": group, "restarted": signalled}
+    restarted: list[str] = await sup.submit(RestartGroup(group))
+    if not restarted:
+        raise ActionError(404, f"no running queue pool group {group!r}")
+    return {"group": group, "restarted": restarted}
 
 
 async def recycle_worker(sup: "Supervisor", params: Params) -> dict[str, Any]:
     """Gracefully replace one HTTP worker (SIGTERM: in-flight requests finish, the arbiter forks anew)."""
     pid = _int(params, "pid")
-    if pid is None or pid not in {w.pid for w in sup.http_workers.last}:
+    if pid is None or not await sup.submit(Recycle(pid)):
         raise ActionError(404, f"no http worker with pid {pid}")
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        raise ActionError(404, f"worker {pid} is already gone") from None
-    log.info("recycling http worker %s on request", pid, extra={"worker_pid": pid})
     return {"recycled": pid}
 
 

@@ -1,4 +1,10 @@
-"""A child process the supervisor keeps alive: spawn, watch, restart with backoff, stop cleanly."""
+"""A child process the supervisor keeps alive: spawn it, wait for its exit, report it, stop it cleanly.
+
+The child does the process work only. Whether and when it starts again is
+decided in the supervisor's command loop (``ChildExit`` -> ``RestartPolicy``),
+which is also the only writer of the child's restart state (``exited``), as
+gunicorn's arbiter reaps its workers in its own loop.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +13,14 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import psutil
 
-from cluster.supervisor.restart_policy import RestartPolicy
+from cluster.supervisor.restart_policy import RestartDecision
 from cluster.observability.metrics import CHILD_RESTARTS, mark_dead
 from cluster.queues.process_control import PR_SET_PDEATHSIG, prctl
 
@@ -51,24 +59,41 @@ class ChildSpec:
     pass_fds: tuple[int, ...] = ()
 
 
+ExitReport = Callable[["SupervisedChild", "int | None", "int | None"], Awaitable[RestartDecision | None]]
+"""How a child tells its owner that its process (pid, None if it could not start) ended with a code; the
+answer is when to start again, or None: no restart (the owner is stopping)."""
+
+
 @dataclass
 class SupervisedChild:
-    """Keeps one child running until stopped; restarts follow a RestartPolicy."""
+    """Keeps one child running until stopped; each exit is reported, and the owner's answer followed."""
 
     spec: ChildSpec
-    policy: RestartPolicy
+    report_exit: ExitReport
     process: ChildProcess | None = None
-    state: str = "new"
     started_at: float | None = None
+    # Written by the owner's command loop alone (``exited``):
+    waiting: str = "starting"
+    """Why no process runs between two: ``backoff``, ``crash-loop``, ``restarting``."""
     restarts: int = 0
     last_exit: int | None = None
     crash_loop: bool = False
+    exit_reasons: Counter[str] = field(default_factory=Counter)
     _stop_requested: asyncio.Event = field(default_factory=asyncio.Event)
+    _stopped: bool = False
     _task: asyncio.Task[None] | None = None
 
     @property
     def pid(self) -> int | None:
         return self.process.pid if self.process and self.process.returncode is None else None
+
+    @property
+    def state(self) -> str:
+        if self._stopped:
+            return "stopped"
+        if self._stop_requested.is_set():
+            return "stopping"
+        return "running" if self.pid is not None else self.waiting
 
     def start(self) -> None:
         """Begin supervising (spawns at once)."""
@@ -77,7 +102,6 @@ class SupervisedChild:
     async def _spawn(self) -> None:
         self.process = await self._start_process()
         self.started_at = time.time()
-        self.state = "running"
         log.info("started %s", self.spec.name, extra={"child": self.spec.name, "child_pid": self.process.pid})
 
     async def _start_process(self) -> ChildProcess:
@@ -93,50 +117,61 @@ class SupervisedChild:
             pass_fds=self.spec.pass_fds,
         )
 
+    async def _run_once(self) -> tuple[int | None, int | None]:
+        """Start the process and wait for its end: (pid, exit code), both None when it could not start."""
+        try:
+            await self._spawn()
+        except OSError as exc:
+            if not self._stop_requested.is_set():
+                log.error("cannot start %s: %s", self.spec.name, exc, extra={"child": self.spec.name})
+            return None, None
+        assert self.process is not None
+        if self._stop_requested.is_set():  # stop() came while it was starting, and could not signal it
+            self.send_signal(self.spec.stop_signal)
+        code = await self.process.wait()
+        mark_dead(self.process.pid)
+        return self.process.pid, code
+
     async def _supervise(self) -> None:
         while not self._stop_requested.is_set():
-            try:
-                await self._spawn()
-            except OSError as exc:
-                if not self._stop_requested.is_set():
-                    log.error("cannot start %s: %s", self.spec.name, exc, extra={"child": self.spec.name})
-                code: int | None = None
-            else:
-                assert self.process is not None
-                if self._stop_requested.is_set():  # stop() came while it was starting, and could not signal it
-                    self.send_signal(self.spec.stop_signal)
-                code = await self.process.wait()
-                mark_dead(self.process.pid)
-            self.last_exit = code
+            pid, code = await self._run_once()
             if self._stop_requested.is_set():
                 break
-            decision = self.policy.record_death(time.monotonic())
-            self.crash_loop = decision.crash_loop
-            self.state = "crash-loop" if decision.crash_loop else "backoff"
-            level = logging.CRITICAL if decision.crash_loop else logging.ERROR
-            log.log(
-                level,
-                "%s exited with %s; restarting in %.1fs%s",
-                self.spec.name,
-                code,
-                decision.delay,
-                " (crash loop)" if decision.crash_loop else "",
-                extra={
-                    "child": self.spec.name,
-                    "exit_code": code,
-                    "restart_delay": decision.delay,
-                    "deaths_in_window": decision.deaths_in_window,
-                    "alert": "crash_loop" if decision.crash_loop else None,
-                },
-            )
+            decision = await self.report_exit(self, pid, code)
+            if decision is None:
+                break
             try:
                 await asyncio.wait_for(self._stop_requested.wait(), decision.delay)
             except TimeoutError:
                 pass
-            if not self._stop_requested.is_set():
-                self.restarts += 1
-                CHILD_RESTARTS.labels(self.spec.name).inc()
-        self.state = "stopped"
+
+    def exited(self, code: int | None, decision: RestartDecision) -> None:
+        """The owner's command loop decided on an exit: record it and log it (a crash as an error)."""
+        self.last_exit = code
+        self.exit_reasons[decision.reason] += 1
+        self.crash_loop = decision.crash_loop
+        self.restarts += 1
+        CHILD_RESTARTS.labels(self.spec.name).inc()
+        requested = decision.reason != "crashed"
+        self.waiting = "restarting" if requested else "crash-loop" if decision.crash_loop else "backoff"
+        level = logging.INFO if requested else logging.CRITICAL if decision.crash_loop else logging.ERROR
+        log.log(
+            level,
+            "%s %s with %s; restarting in %.1fs%s",
+            self.spec.name,
+            "exited on request" if requested else "exited",
+            code,
+            decision.delay,
+            " (crash loop)" if decision.crash_loop else "",
+            extra={
+                "child": self.spec.name,
+                "exit_code": code,
+                "reason": decision.reason,
+                "restart_delay": decision.delay,
+                "deaths_in_window": decision.deaths_in_window,
+                "alert": "crash_loop" if decision.crash_loop and not requested else None,
+            },
+        )
 
     def send_signal(self, sig: int) -> bool:
         """Signal the child if it runs; False when it does not."""
@@ -166,7 +201,6 @@ class SupervisedChild:
         process = self.process
         leftovers = self.descendants()
         if process is not None and process.returncode is None:
-            self.state = "stopping"
             self.send_signal(self.spec.stop_signal)
             try:
                 await asyncio.wait_for(process.wait(), self.spec.stop_timeout)
@@ -182,7 +216,7 @@ class SupervisedChild:
                 pass
         if self._task is not None:
             await self._task
-        self.state = "stopped"
+        self._stopped = True
         return process.returncode if process else None
 
     def status(self) -> dict[str, Any]:
@@ -195,6 +229,7 @@ class SupervisedChild:
             "uptime": round(time.time() - self.started_at, 1) if self.started_at and self.pid else None,
             "restarts": self.restarts,
             "last_exit": self.last_exit,
+            "exit_reasons": dict(self.exit_reasons),
             "crash_loop": self.crash_loop,
         }
         return row

@@ -69,6 +69,29 @@ class WorkerExit:
 
 
 @dataclass(frozen=True)
+class Recycle:
+    """An operator replaces one HTTP worker (`cluster workers recycle`, the dashboard): its exit is ``recycled``."""
+
+    pid: int
+
+
+@dataclass(frozen=True)
+class RestartGroup:
+    """An operator restarts every process of a queue pool group (``queue-high``): at once, never counted as a crash."""
+
+    group: str
+
+
+@dataclass(frozen=True)
+class ChildExit:
+    """A supervised child's process ended (``pid`` None: it could not start); the answer says when to start it again."""
+
+    name: str
+    pid: int | None
+    code: int | None
+
+
+@dataclass(frozen=True)
 class MarkReady:
     """The port answers and every wanted worker has booted."""
 
@@ -78,4 +101,5 @@ class Heartbeat:
     """Nothing to do: its answer proves the loop turns (systemd's watchdog pings on it)."""
 
 
-Command = Stop | Reload | Scale | Nudge | SetTarget | SampleWorkers | HealthReport | WorkerExit | MarkReady | Heartbeat
+Command = Stop | Reload | Scale | Nudge | SetTarget | SampleWorkers | HealthReport | WorkerExit | Recycle | RestartGroup \
+    | ChildExit | MarkReady | Heartbeat

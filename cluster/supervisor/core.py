@@ -6,8 +6,9 @@ API on ``<state_dir>/control.sock`` and speaks systemd's notify protocol.
 Features (autoscaler, queues, monitor...) plug in as components.
 
 Like gunicorn's arbiter, it has one loop that changes its state: signal
-handlers, control-API handlers and the periodic tasks (sampling, health
-probes, the autoscaler, the arbiter's exit reports) only put commands
+handlers, control-API handlers, the periodic tasks (sampling, health
+probes, the autoscaler, the arbiter's exit reports) and the children, when
+their process ends, only put commands
 (``cluster.supervisor.commands``) on a queue (``cluster.supervisor.command_loop``),
 which hands them one at a time, in order, to the ``handle_*`` methods below
 and sets each result on the caller's future. Bounds, target and mode are
@@ -42,16 +43,16 @@ from cluster.supervisor.state_dir import located, private_subdir
 from cluster.supervisor.state_dir import prepare as prepare_state_dir
 from cluster.safe_files import write_file
 from cluster.supervisor.db_health import with_view
-from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.children import ChildSpec, ExitReport, SupervisedChild
 from cluster.supervisor.command_loop import CommandLoop
-from cluster.supervisor.commands import Command, HealthReport, Heartbeat, MarkReady, Nudge, Reload, SampleWorkers, \
-    Scale, SetTarget, Stop, WorkerExit
+from cluster.supervisor.commands import ChildExit, Command, HealthReport, Heartbeat, MarkReady, Nudge, Recycle, \
+    Reload, RestartGroup, SampleWorkers, Scale, SetTarget, Stop, WorkerExit
 from cluster.supervisor.health import HealthState, over_limits, probe
 from cluster.supervisor.http_workers import HttpWorkers
-from cluster.supervisor.restart_policy import RestartPolicy
+from cluster.supervisor.restart_policy import RestartDecision, RestartPolicy
 from cluster.supervisor.scaling import WorkerRuntime, autoscaled, nudge, rescale
 from cluster.supervisor.status import ProcessRows
-from cluster.supervisor.worker_exits import ExitTally, listen
+from cluster.supervisor.worker_exits import ExitTally, as_requested, listen
 from cluster.config import ConfigError, LoadedConfig, Settings, load
 from cluster.workers.control_client import socket_path
 
@@ -80,10 +81,14 @@ class Supervisor:
         restart = self._settings.restart
         self.exits = ExitTally(restart.crash_loop_deaths, restart.crash_loop_window)
         self.children: dict[str, SupervisedChild] = {}
+        self._restart_policies: dict[str, RestartPolicy] = {}
+        # What an operator asked for, keyed by pid and marked before the signal, so the exit that
+        # follows is known as such: HTTP workers being recycled, children (by name) being restarted.
+        self._recycling: set[int] = set()
+        self._restarting: dict[str, int] = {}
         self.components: list[Component] = []
         self.ready = False
         self._rows = ProcessRows(self.started)
-        self._recycling: set[int] = set()
         self._commands = CommandLoop({
             Stop: self.handle_stop,
             Reload: self.handle_reload,
@@ -93,6 +98,9 @@ class Supervisor:
             SampleWorkers: self.handle_sample,
             HealthReport: self.handle_health,
             WorkerExit: self.handle_worker_exit,
+            Recycle: self.handle_recycle,
+            RestartGroup: self.handle_restart_group,
+            ChildExit: self.handle_child_exit,
             MarkReady: self.handle_ready,
             Heartbeat: self.handle_heartbeat,
         })
@@ -162,11 +170,22 @@ class Supervisor:
         return RestartPolicy(r.backoff_initial, r.backoff_max, r.crash_loop_deaths, r.crash_loop_window)
 
     def add_child(self, spec: ChildSpec,
-                  make: Callable[[ChildSpec, RestartPolicy], SupervisedChild] = SupervisedChild) -> SupervisedChild:
-        """Supervise one more child (started by `run` or at once when running); ``make`` builds its handle."""
-        child = make(spec, self.restart_policy())
+                  make: Callable[[ChildSpec, ExitReport], SupervisedChild] = SupervisedChild) -> SupervisedChild:
+        """Supervise one more child (started by `run` or at once when running); ``make`` builds its handle.
+
+        Its exits come to the command loop (``ChildExit``), where its restart policy decides.
+        """
+        child = make(spec, self._report_child_exit)
         self.children[spec.name] = child
+        self._restart_policies[spec.name] = self.restart_policy()
         return child
+
+    async def _report_child_exit(self, child: SupervisedChild, pid: int | None,
+                                 code: int | None) -> RestartDecision | None:
+        """A child's exit, handed to the loop; None (no restart) once the loop is over: we are stopping."""
+        decided = self.submit(ChildExit(child.spec.name, pid, code))
+        await asyncio.wait({decided})
+        return None if decided.cancelled() or decided.exception() else decided.result()
 
     @property
     def http_child(self) -> SupervisedChild:
@@ -351,23 +370,57 @@ class Supervisor:
             log.warning("health probe failed (%d in a row%s): %s", self.health.consecutive_failures,
                         ", the HTTP tier is booting" if booting else "", command.detail)
         for pid, why in over_limits(self.http_workers.last, self.settings.workers.max_worker_memory_mb):
-            if pid in self._recycling:
+            if pid not in self._recycling and self._recycle(pid, why, logging.WARNING):
+                self.health.recycled += 1
+
+    async def handle_recycle(self, command: Recycle) -> bool:
+        """An operator's recycle; False when ``pid`` is no running HTTP worker."""
+        return command.pid in self.worker_pids() and self._recycle(command.pid, "on request", logging.INFO)
+
+    def _recycle(self, pid: int, why: str, level: int) -> bool:
+        """Replace one HTTP worker; its exit report, handled after this, is then counted as ``recycled``."""
+        self._recycling.add(pid)  # before the signal: the worker may be gone before we look again
+        try:
+            # SIGTERM is gunicorn's graceful stop for one worker: in-flight
+            # requests finish, and the arbiter forks a replacement.
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            self._recycling.discard(pid)
+            return False
+        log.log(level, "recycling http worker %s: %s", pid, why, extra={"worker_pid": pid})
+        return True
+
+    async def handle_restart_group(self, command: RestartGroup) -> list[str]:
+        """Restart every running process of a queue pool group: the names signalled (none: no such group)."""
+        signalled = []
+        for name, child in self.children.items():
+            if child.spec.group != command.group or not command.group.startswith("queue-") or child.pid is None:
                 continue
-            log.warning("recycling http worker %s: %s", pid, why, extra={"worker_pid": pid})
-            try:
-                # SIGTERM is gunicorn's graceful stop for one worker: in-flight
-                # requests finish, and the arbiter forks a replacement.
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
-                continue
-            self._recycling.add(pid)
-            self.health.recycled += 1
+            self._restarting[name] = child.pid  # before the signal, as for a recycle
+            if child.send_signal(signal.SIGTERM):
+                signalled.append(name)
+            else:
+                del self._restarting[name]
+        log.info("restarting queue pool %s", command.group, extra={"group": command.group, "processes": signalled})
+        return signalled
+
+    async def handle_child_exit(self, command: ChildExit) -> RestartDecision | None:
+        """A child's process ended: its restart policy says when it starts again (None: it is stopping)."""
+        child = self.children[command.name]
+        if child.state in ("stopping", "stopped"):
+            return None
+        requested = command.pid is not None and self._restarting.get(command.name) == command.pid
+        self._restarting.pop(command.name, None)
+        policy, now = self._restart_policies[command.name], time.monotonic()
+        decision = policy.requested_exit(now) if requested else policy.record_death(now)
+        child.exited(command.code, decision)
+        if child is self.http_child:
+            self._recycling.clear()  # its workers are gone with it, reported or not
+        return decision
 
     async def handle_worker_exit(self, command: WorkerExit) -> None:
-        reason = command.reason
-        if command.pid in self._recycling:
-            self._recycling.discard(command.pid)
-            reason = "recycled" if reason == "crashed" else reason
+        reason = as_requested(command.reason, command.pid in self._recycling)
+        self._recycling.discard(command.pid)
         self.exits.record(reason, time.monotonic())
         level = logging.WARNING if reason in ("crashed", "timeout") else logging.INFO
         log.log(level, "http worker %s left: %s", command.pid, reason,

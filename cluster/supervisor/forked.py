@@ -1,7 +1,7 @@
 """The supervisor's half of the queue pools' fork server (``queues.fork_server``).
 
 ``ForkServerChild`` runs the fork server as a supervised child (restarted
-with backoff like any other) and talks to it over a fresh socket pair at
+like any other, as the supervisor's command loop decides) and talks to it over a fresh socket pair at
 each start. ``ForkedChild`` is a pool: it asks the fork server for its
 process and supervises it as a ``ForkedProcess``; the supervisor is its
 parent (a child subreaper, ``cluster.supervisor.subreaper``), so it reaps it
@@ -21,8 +21,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 
-from cluster.supervisor.children import ChildProcess, ChildSpec, SupervisedChild
-from cluster.supervisor.restart_policy import RestartPolicy
+from cluster.supervisor.children import ChildProcess, ChildSpec, ExitReport, SupervisedChild
 from cluster.queues.fork_protocol import MAX_LINE, ForkRequest, decode, encode
 
 log = logging.getLogger("cluster.supervisor.forked")
@@ -230,5 +229,5 @@ def fork_server_spec(settings_path: str, env: dict[str, str], stop_timeout: floa
                      env=env, stop_timeout=stop_timeout)
 
 
-def make_fork_server(spec: ChildSpec, policy: RestartPolicy) -> ForkServerChild:
-    return ForkServerChild(spec, policy, env=dict(spec.env or {}))
+def make_fork_server(spec: ChildSpec, report_exit: ExitReport) -> ForkServerChild:
+    return ForkServerChild(spec, report_exit, env=dict(spec.env or {}))

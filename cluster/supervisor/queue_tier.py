@@ -23,9 +23,8 @@ import redis.asyncio
 from aiohttp import web
 
 from cluster.component import Host
-from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.children import ChildSpec, ExitReport, SupervisedChild
 from cluster.supervisor.forked import ForkedChild, ForkServerChild, fork_server_spec, make_fork_server
-from cluster.supervisor.restart_policy import RestartPolicy
 from cluster.supervisor.subreaper import OrphanReaper, become_subreaper
 from cluster.supervisor.leftovers import end_leftovers, redis_pidfile
 from cluster.supervisor.state_dir import private_subdir
@@ -46,7 +45,7 @@ class ChildHost(Host, Protocol):
     def child_env(self, role: str) -> dict[str, str]: ...
 
     def add_child(self, spec: ChildSpec,
-                  make: Callable[[ChildSpec, RestartPolicy], SupervisedChild] = SupervisedChild) -> SupervisedChild: ...
+                  make: Callable[[ChildSpec, ExitReport], SupervisedChild] = SupervisedChild) -> SupervisedChild: ...
 
     def settle_redis_url(self, url: str) -> None:
         """Make ``url`` the effective ``redis.url`` every child reads (before any child starts)."""
@@ -178,7 +177,7 @@ class QueueTier:
                     stop_timeout=pool.timeout + queues.kill_grace + STOP_MARGIN,
                 ), make))
 
-    def _pool_maker(self) -> Callable[[ChildSpec, RestartPolicy], SupervisedChild]:
+    def _pool_maker(self) -> Callable[[ChildSpec, ExitReport], SupervisedChild]:
         """Pools forked by a fork server the supervisor runs (it must be their subreaper), else spawned."""
         sup = self.supervisor
         if not any(sup.settings.queues.pool(p).workers for p in PRIORITIES):
@@ -194,7 +193,7 @@ class QueueTier:
         server = sup.add_child(spec, make_fork_server)
         assert isinstance(server, ForkServerChild)
         self.fork_server = server
-        return lambda spec, policy: ForkedChild(spec, policy, fork_server=server)
+        return lambda spec, report_exit: ForkedChild(spec, report_exit, fork_server=server)
 
     def _stop_timeout(self) -> float:
         """The longest a pool may take to stop (its jobs' timeout, the kill grace and a margin)."""

@@ -1,7 +1,8 @@
 """When to restart a dead child: exponential backoff and crash-loop detection.
 
 Pure: it sees only the times of deaths it is told about, so it is tested
-without processes or sleeps.
+without processes or sleeps. The supervisor's command loop asks it, once per
+exit a child reports (``Supervisor.handle_child_exit``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,13 @@ from collections import deque
 from dataclasses import dataclass, field
 
 
-@dataclass
+@dataclass(frozen=True)
 class RestartDecision:
     delay: float
     crash_loop: bool
     deaths_in_window: int
+    reason: str = "crashed"
+    """``crashed`` (it left on its own), or ``restarted`` (an operator asked for the exit)."""
 
 
 @dataclass
@@ -35,8 +38,18 @@ class RestartPolicy:
     def record_death(self, now: float) -> RestartDecision:
         """Note a death at ``now`` and say how long to wait before the restart."""
         self.deaths.append(now)
-        while self.deaths and now - self.deaths[0] > self.crash_loop_window:
-            self.deaths.popleft()
-        recent = len(self.deaths)
+        recent = self._in_window(now)
         delay = min(self.backoff_max, self.backoff_initial * (2 ** (recent - 1)))
         return RestartDecision(delay=delay, crash_loop=recent > self.crash_loop_deaths, deaths_in_window=recent)
+
+    def requested_exit(self, now: float) -> RestartDecision:
+        """An exit an operator asked for (a restart): start again at once; it is no death, so it adds no backoff
+        and never makes a crash loop (the deaths before it still count until they leave the window)."""
+        recent = self._in_window(now)
+        return RestartDecision(delay=0.0, crash_loop=recent > self.crash_loop_deaths, deaths_in_window=recent,
+                               reason="restarted")
+
+    def _in_window(self, now: float) -> int:
+        while self.deaths and now - self.deaths[0] > self.crash_loop_window:
+            self.deaths.popleft()
+        return len(self.deaths)

@@ -16,6 +16,16 @@ from cluster.arbiter.exits import FAILURES, decode
 log = logging.getLogger("cluster.supervisor.worker_exits")
 
 
+def as_requested(reason: str, recycled: bool) -> str:
+    """The reason to count for an exit: ``recycled`` when the supervisor asked the worker to leave.
+
+    The arbiter did not ask, so it says ``crashed`` (or ``timeout`` when the worker
+    outlived its graceful stop); a recycle is neither, and never feeds a crash loop.
+    Its own reasons (retired, reload, shutdown) stand: it asked too.
+    """
+    return "recycled" if recycled and reason in FAILURES else reason
+
+
 class ExitTally:
     """Worker exits by reason; failures (crashes, timeouts) within ``window`` seconds make a crash loop.
 

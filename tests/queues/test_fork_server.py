@@ -23,8 +23,8 @@ import pytest
 import redis
 
 from cluster.supervisor import forked
-from cluster.supervisor.children import ChildSpec
-from cluster.supervisor.restart_policy import RestartPolicy
+from cluster.supervisor.children import ChildSpec, SupervisedChild
+from cluster.supervisor.restart_policy import RestartDecision
 from cluster.config import Settings
 from cluster.queues.client import SyncQueueClient
 from cluster.queues.keys import QueueKeys
@@ -139,12 +139,17 @@ SILENT = [sys.executable, "-c", "import time; time.sleep(3600)"]
 """A process that never writes the fork server's ready line."""
 
 
+async def _no_restart(child: SupervisedChild, pid: int | None, code: int | None) -> RestartDecision | None:
+    """An owner that restarts nothing (these children are only stopped)."""
+    return None
+
+
 def _silent_server_and_pool() -> tuple[forked.ForkServerChild, forked.ForkedChild]:
     """A fork server that never gets ready, and a pool that asks it for its process; both started."""
     server = forked.make_fork_server(
-        ChildSpec("fork-server", "fork-server", [*SILENT, "-1"], env=cli_env()), RestartPolicy())
+        ChildSpec("fork-server", "fork-server", [*SILENT, "-1"], env=cli_env()), _no_restart)
     pool = forked.ForkedChild(
-        ChildSpec("queue-high-0", "queue-high", [*SILENT, "cluster.queues.pool"], env=cli_env()), RestartPolicy(),
+        ChildSpec("queue-high-0", "queue-high", [*SILENT, "cluster.queues.pool"], env=cli_env()), _no_restart,
         fork_server=server)
     server.start()
     pool.start()

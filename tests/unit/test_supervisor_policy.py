@@ -12,7 +12,7 @@ from cluster.arbiter.exits import decode, encode, exit_reason
 from cluster.supervisor.command_loop import CommandLoop
 from cluster.supervisor.health import HealthState
 from cluster.supervisor.scaling import WorkerRuntime, autoscaled, nudge, rescale
-from cluster.supervisor.worker_exits import ExitTally
+from cluster.supervisor.worker_exits import ExitTally, as_requested
 
 
 def test_the_arbiter_names_each_exit_by_what_it_knows() -> None:
@@ -46,6 +46,16 @@ def test_only_failures_within_the_window_make_a_crash_loop() -> None:
     assert tally.crash_looping(30.0)
     assert not tally.crash_looping(75.0)
     assert tally.total == 13 and tally.by_reason["crashed"] == 2
+
+
+def test_an_exit_the_supervisor_asked_for_is_recycled_and_feeds_no_crash_loop() -> None:
+    tally = ExitTally(deaths=2, window=60)
+    for at in range(6):
+        tally.record(as_requested("crashed", recycled=True), float(at))
+    tally.record(as_requested("timeout", recycled=True), 6.0)  # it outlived its graceful stop: still ours
+    assert tally.by_reason == {"recycled": 7} and not tally.crash_looping(7.0)
+    assert [as_requested(r, recycled=True) for r in ("retired", "reload", "shutdown")] == ["retired", "reload", "shutdown"]
+    assert as_requested("crashed", recycled=False) == "crashed"
 
 
 def test_failed_probes_in_a_row_call_for_one_reload_but_not_while_booting() -> None:
