@@ -186,3 +186,13 @@ def test_the_supervisor_listener_closes_slow_headers_and_times_out_slow_bodies(
 def test_short_secrets_and_a_proxy_name_fail_config_check(env: dict[str, str], key: str) -> None:
     result = run_cli("config", "check", env=env, timeout=60)
     assert result.returncode == 2 and key in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="giving a socket to another group needs root")
+def test_a_unix_bind_takes_the_configured_mode_and_group(
+        cluster_factory: Callable[..., ClusterProcess], public_dir: Path) -> None:
+    sock = public_dir / "http.sock"
+    cluster_factory("--bind", f"unix:{sock}", workers=1,
+                    env={"CLUSTER_SERVER_UNIX_MODE": "0660", "CLUSTER_SERVER_UNIX_GROUP": "65534"})
+    wait_for(lambda: sock.exists() and os.stat(sock).st_gid == 65534, 60, 0.1, "the socket's group")
+    assert stat.S_IMODE(os.stat(sock).st_mode) == 0o660
