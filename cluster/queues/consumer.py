@@ -6,7 +6,7 @@ dramatiq's worker has a consumer thread and worker threads:
 
 - ``acks``: the outcomes (done, failed, running marks) flushed in batches (the flush loop);
 - ``stuck_jobs``: the guard that kills the process for a job stuck past its grace (the watch loop and
-  the loop watchdog's thread, which reads the job on the loop from ``in_hand.OnTheLoop``);
+  the loop watchdog's thread, which asks ``in_hand.on_the_loop`` which job in hand holds the loop);
 - ``recovery``: claiming the jobs of dead consumers of this host, and the reaper;
 - ``upkeep``: due delayed jobs, heartbeat and gauges, memory cap, lease renewal (the upkeep loop).
 
@@ -84,7 +84,6 @@ class Consumer:
         self.hand = Hand(settings, priority, self.name, self.redis, self.keys)
         self.running = self.hand.running
         self.held = self.hand.held
-        self.on_loop = self.hand.on_loop
         self.died: str | None = None
         self._slot_free = asyncio.Event()
         self._gathered = False
@@ -273,7 +272,7 @@ class Consumer:
             spec = registry.get(envelope.name)
             timeout = spec.timeout or self.timeout
             job = Running(envelope, spec, timeout, time.monotonic(), time.time())
-            job.task = asyncio.create_task(self.on_loop.track(entry_id, self._run(entry_id, job)))
+            job.task = asyncio.create_task(self._run(entry_id, job))
         except Exception as exc:
             self.acks.record(Failure(entry_id, f"{type(exc).__name__}: {exc}", traceback.format_exc(),
                                      envelope=envelope, reason="unknown job" if isinstance(exc, registry.UnknownJob)

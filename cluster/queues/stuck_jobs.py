@@ -5,7 +5,7 @@ watched here:
 
 - an async job ignored its cancellation: the watch loop (a task of the consumer's loop) sees it;
 - a job blocks the event loop, so no coroutine can act: the loop watchdog's thread sees the loop stop
-  turning and reads which job holds it from the consumer's ``OnTheLoop`` record.
+  turning and asks the consumer's records of its jobs in hand which one holds it (``in_hand.on_the_loop``).
 
 The third, a sync job that ignores its soft timeout, is the handler runner's to notice (``HungHandler``);
 the consumer then calls ``die_for`` too.
@@ -27,7 +27,7 @@ from cluster.queues import metrics
 from cluster.queues.acks import Acks
 from cluster.queues.connection import UNAVAILABLE_ERRORS, sync_client
 from cluster.queues.failures import Failure
-from cluster.queues.in_hand import Hand
+from cluster.queues.in_hand import Hand, on_the_loop
 from cluster.queues.watchdog import LoopWatchdog
 
 log = logging.getLogger("queues.consumer")
@@ -78,7 +78,7 @@ class StuckJobGuard:
     def on_loop_blocked(self, blocked: float) -> bool:
         """In the watchdog thread: the loop has not turned for ``blocked`` s. Kill us if a job over its
         deadline holds it; True when the process is going."""
-        entry_id = self.hand.on_loop.entry_id  # one read of the record the loop thread keeps (see OnTheLoop)
+        entry_id = on_the_loop(self.hand.running)
         job = self.hand.running.get(entry_id) if entry_id is not None else None
         if job is None or overdue(job.started, job.timeout, self.kill_grace, time.monotonic()) is None:
             return False

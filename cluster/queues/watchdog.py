@@ -4,8 +4,8 @@ A task ticks every ``PERIOD``; its lateness is the loop's lag (a gauge). A
 thread reads the time of the last tick: when the loop has not ticked for a
 while, something holds it (a blocking call in an async handler), and no
 coroutine can act any more, so the thread asks ``on_blocked`` what to do.
-Which job holds the loop is the owner's to say (the consumer keeps a record
-of the job on the loop, ``queues.in_hand.OnTheLoop``), not read from frames.
+Which job holds the loop is the owner's to say (the consumer answers from
+its records of the jobs in hand, ``queues.in_hand.on_the_loop``).
 
 While ``busy()`` is false (a consumer with no job in hand: nothing of the
 user's can hold the loop) both tick and check once per ``IDLE_PERIOD``, so an

@@ -1,14 +1,18 @@
-"""The consumer's pure decisions (running marks, stuck jobs, recovery, upkeep cadence) and the job-on-the-loop
-record the loop watchdog reads: no Redis, no process, no sleep."""
+"""The consumer's pure decisions (running marks, stuck jobs, recovery, upkeep cadence) and how the loop
+watchdog learns which job in hand holds the loop: no Redis, no process, no sleep."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
+from typing import cast
 
 import pytest
 
 from cluster.queues.acks import split_starts
-from cluster.queues.in_hand import OnTheLoop
+from cluster.queues.envelope import Envelope
+from cluster.queues.in_hand import Running, on_the_loop
+from cluster.queues.registry import JobSpec
 from cluster.queues.recovery import FORGET_IDLE_MS, claim_reason, forgettable
 from cluster.queues.stuck_jobs import overdue
 from cluster.queues.upkeep import due
@@ -62,59 +66,60 @@ def test_upkeep_chores_run_on_their_own_cadence_in_order() -> None:
     assert due(1000.2, last, every) == []
 
 
-def test_the_record_names_a_job_only_while_one_of_its_steps_runs() -> None:
-    on_loop = OnTheLoop()
+def _in_hand(tasks: dict[str, asyncio.Task[None]]) -> dict[str, Running]:
+    return {entry_id: Running(cast(Envelope, None), cast(JobSpec, None), 5.0, 0.0, 0.0, task)
+            for entry_id, task in tasks.items()}
+
+
+def test_the_job_on_the_loop_is_the_one_whose_step_runs_and_none_between_steps() -> None:
     seen: list[tuple[str, str | None]] = []
+    running: dict[str, Running] = {}
 
-    async def job(name: str, gate: asyncio.Future[None]) -> str:
-        seen.append((name, on_loop.entry_id))
+    async def job(name: str, gate: asyncio.Future[None]) -> None:
+        seen.append((name, on_the_loop(running)))
         await gate
-        seen.append((name, on_loop.entry_id))
-        return f"{name} done"
+        seen.append((name, on_the_loop(running)))
 
-    async def main() -> list[str]:
+    async def main() -> None:
         gates = [asyncio.get_running_loop().create_future() for _ in range(2)]
-        tasks = [asyncio.create_task(on_loop.track(f"{i}-0", job(f"job{i}", gates[i]))) for i in range(2)]
-        await asyncio.sleep(0)  # one turn: both jobs run their first step
-        seen.append(("outside", on_loop.entry_id))
+        running.update(_in_hand({f"{i}-0": asyncio.create_task(job(f"job{i}", gates[i])) for i in range(2)}))
+        await asyncio.sleep(0)  # one turn of the loop: both jobs run their first step
+        seen.append(("outside", on_the_loop(running)))
         gates[1].set_result(None)
         gates[0].set_result(None)
-        return list(await asyncio.gather(*tasks))
+        await asyncio.gather(*(job.task for job in running.values() if job.task))
 
-    assert asyncio.run(main()) == ["job0 done", "job1 done"]
+    asyncio.run(main())
     assert seen == [("job0", "0-0"), ("job1", "1-0"), ("outside", None), ("job1", "1-0"), ("job0", "0-0")]
-    assert on_loop.entry_id is None
 
 
-def test_a_tracked_job_gets_its_timeout_cancellation_and_exceptions_as_untracked() -> None:
-    on_loop = OnTheLoop()
+def test_another_thread_sees_which_job_blocks_the_loop() -> None:
+    """What the loop watchdog does: the loop is held by a job's blocking call, the thread asks."""
+    running: dict[str, Running] = {}
+    blocking, answered = threading.Event(), threading.Event()
+    answer: list[str | None] = []
 
-    async def times_out() -> str:
-        try:
-            async with asyncio.timeout(0):
-                await asyncio.get_running_loop().create_future()
-        except TimeoutError:
-            return "timed out"
-        return "not cancelled"
+    def ask() -> None:
+        blocking.wait()
+        answer.append(on_the_loop(running))
+        answered.set()
 
-    async def fails() -> None:
-        raise ValueError("boom")
+    async def blocks() -> None:
+        blocking.set()
+        answered.wait()  # a blocking call: the loop stops turning until the thread has answered
 
-    async def cancelled() -> tuple[bool, bool]:
+    async def waits(gate: asyncio.Future[None]) -> None:
+        await gate
+
+    async def main() -> None:
         gate = asyncio.get_running_loop().create_future()
+        running.update(_in_hand({"1-0": asyncio.create_task(waits(gate)), "2-0": asyncio.create_task(blocks())}))
+        thread = threading.Thread(target=ask)
+        thread.start()
+        await running["2-0"].task  # type: ignore[misc]
+        thread.join()
+        gate.set_result(None)
+        await running["1-0"].task  # type: ignore[misc]
 
-        async def waits() -> None:
-            await gate
-
-        task = asyncio.create_task(on_loop.track("1-0", waits()))
-        await asyncio.sleep(0)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        return task.cancelled(), gate.cancelled()
-
-    assert asyncio.run(on_loop.track("1-0", times_out())) == "timed out"
-    with pytest.raises(ValueError, match="boom"):
-        asyncio.run(on_loop.track("1-0", fails()))
-    assert asyncio.run(cancelled()) == (True, True)
-    assert on_loop.entry_id is None
+    asyncio.run(main())
+    assert answer == ["2-0"]
