@@ -73,7 +73,9 @@ class Acks:
 
     def __init__(self, hand: Hand) -> None:
         self.hand = hand
+        #: How long (s) outcomes gather before a flush (``queues.ack_gather``): one flush then acks many jobs.
         self.gather = hand.settings.queues.ack_gather
+        #: A job still running this long (s) gets its running mark (``queues.running_mark_after``).
         self.mark_after = hand.settings.queues.running_mark_after
         self.done: list[Any] = []  # flat (entry id, job id, attempt, result JSON) for ACK_DONE
         self.failures: list[Failure] = []
