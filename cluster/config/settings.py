@@ -203,6 +203,8 @@ class QueueSettings(Section):
                                  "of its host to claim their jobs (checked at upkeep turns)")
     move_batch: int = Field(500, ge=1, le=10_000, description="due delayed jobs moved per Redis script call")
     claim_batch: int = Field(500, ge=1, le=10_000, description="jobs of a dead consumer claimed per Redis script call")
+    periodic_lease: float = Field(60.0, ge=0.5, le=3600.0, description="the periodic jobs' leader lease (s): "
+                                  "renewed every quarter of it; a leader that dies is replaced within 1.5 leases")
 
     @model_validator(mode="before")
     @classmethod

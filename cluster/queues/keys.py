@@ -65,3 +65,20 @@ class QueueKeys:
     def job(self, job_id: str) -> str:
         """Hash of one job: state, envelope, attempts, result or error (always with a TTL)."""
         return self.job_prefix + job_id
+
+
+@dataclass(frozen=True)
+class PeriodicKeys:
+    """The keys of the periodic jobs' scheduler, under their own hash tag (no queue's)."""
+
+    tag: str = "{cq:periodic}"
+
+    @property
+    def leader(self) -> str:
+        """The leader's lease: its token (``<consumer name>:<random>``), with a TTL of ``queues.periodic_lease``."""
+        return f"{self.tag}:leader"
+
+    @property
+    def last(self) -> str:
+        """Hash of job name -> the latest tick (epoch s) enqueued or taken as the starting point."""
+        return f"{self.tag}:last"

@@ -108,3 +108,31 @@ local ids = {}
 for i, entry in ipairs(pending) do ids[i] = entry[1] end
 return redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[3], 0, unpack(ids))
 """
+
+LEASE_HOLD = """
+-- KEYS: lease ; ARGV: token, lease ms
+-- Renews the lease when this token holds it, takes it when nobody does: 1 held, 0 someone else holds it.
+local holder = redis.call('GET', KEYS[1])
+if holder == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+if holder then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1
+"""
+
+LEASE_RELEASE = """
+-- KEYS: lease ; ARGV: token. Deletes the lease only when this token holds it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
+"""
+
+ADVANCE_TICK = """
+-- KEYS: last ticks hash ; ARGV: schedule name, tick s
+-- Records the tick unless a later one is recorded (two schedulers never move it back): 1 moved, 0 not.
+local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if last and last >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+"""
