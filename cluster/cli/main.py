@@ -42,6 +42,7 @@ def _preflight_or_exit(loaded: LoadedConfig) -> list[str]:
     "replicas": ("cluster.cli.replicas", "replicas", "The PostgreSQL read-replica router."),
     "bench": ("cluster.cli.bench", "bench", "Load-test URL: closed-loop load, a stress ramp, or an open-loop endurance run."),
     "queues": ("cluster.cli.queues", "queues_group", "The job queues: status, enqueue, dead letter, pause."),
+    "periodic": ("cluster.cli.periodic", "periodic", "Periodic jobs: cron, last and next tick, the leader."),
     "alerts": ("cluster.cli.alerts", "alerts_group", "Alerts: list, acknowledge, silence."),
     "jobs": ("cluster.cli.jobs", "jobs_group", "One job by id."),
     "workers": ("cluster.cli.jobs", "workers_group", "HTTP workers: recycle one."),

@@ -15,6 +15,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from cluster.queues.keys import PeriodicKeys, QueueKeys
 from cluster.queues.periodic import ID_PREFIX, tick_of
 from cluster.queues.scheduler import Scheduler, status
 from tests.queues import periodic_jobs
+from tests.support import run_cli
 
 EVERY_SECOND = "* * * * * *"
 
@@ -218,3 +220,31 @@ def test_killing_the_leader_hands_over_without_doubling_a_tick(make_settings: Ca
         _drop_jobs(redis_url, periodic_jobs.PRIORITY, periodic_jobs.NAME)
     assert not [t for t, n in Counter(seen).items() if n > 1], seen
     assert seen == sorted(seen)  # never a tick before one already enqueued
+
+
+def test_cli_lists_each_schedule_with_its_ticks_and_the_leader(make_settings: Callable[..., Settings],
+                                                               redis_url: str, tmp_path: Path) -> None:
+    settings = make_settings(jobs_module="tests.queues.periodic_jobs")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "settings.json").write_text(settings.model_dump_json())
+    keys = PeriodicKeys()
+    client = redis.Redis.from_url(redis_url, decode_responses=True)
+    try:
+        client.delete(keys.leader, keys.last)
+        idle = run_cli("periodic", "--state-dir", str(state))
+        client.set(keys.leader, "host-1-4242:abcd", px=60_000)
+        client.hset(keys.last, periodic_jobs.NAME, 1_800_000_000)
+        listed = run_cli("periodic", "--json", "--state-dir", str(state))
+        table = run_cli("periodic", "--state-dir", str(state))
+    finally:
+        client.delete(keys.leader, keys.last)
+        client.close()
+    assert idle.returncode == 0, idle.stderr
+    assert "leader: none" in idle.stdout and periodic_jobs.NAME in idle.stdout
+    body = json.loads(listed.stdout)
+    assert body["leader"] == "host-1-4242"
+    [row] = body["schedules"]
+    assert (row["name"], row["cron"], row["last_tick"]) == (periodic_jobs.NAME, "* * * * * *", 1_800_000_000.0)
+    assert row["next_tick"] > 0
+    assert "2027-01-15 08:00:00" in table.stdout and "leader: host-1-4242" in table.stdout
