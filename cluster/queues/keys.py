@@ -66,6 +66,14 @@ class QueueKeys:
         """Hash of one job: state, envelope, attempts, result or error (always with a TTL)."""
         return self.job_prefix + job_id
 
+    def unique(self, key: str) -> str:
+        """A unique job's lock: the id of the job holding ``key``, with the job's ``unique_for`` as TTL."""
+        return f"{self.tag}:unique:{key}"
+
+    def unique_owner(self, job_id: str) -> str:
+        """The name of the unique lock job ``job_id`` holds (same TTL), so the job can free it when it ends."""
+        return f"{self.tag}:unique-owner:{job_id}"
+
 
 @dataclass(frozen=True)
 class PeriodicKeys:

@@ -136,3 +136,25 @@ if last and last >= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 return 1
 """
+
+UNIQUE_CLAIM = """
+-- KEYS: unique lock, the job's owner key ; ARGV: job id, ttl ms
+-- Takes the lock for the job about to be enqueued, unless a job holds it: nil taken, else the holder's id.
+-- The owner key (job id -> lock name) is how the job finds its lock to release it when it finishes.
+local held = redis.call('GET', KEYS[1])
+if held then return held end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('SET', KEYS[2], KEYS[1], 'PX', ARGV[2])
+return false
+"""
+
+UNIQUE_RELEASE = """
+-- KEYS: the job's owner key ; ARGV: job id
+-- Frees the job's unique lock if it still holds it (after its TTL another job may); 1 when it had one.
+-- The lock's name is read from the owner key: it shares the queue's hash tag, so it is in the same slot.
+local lock = redis.call('GET', KEYS[1])
+if not lock then return 0 end
+if redis.call('GET', lock) == ARGV[1] then redis.call('DEL', lock) end
+redis.call('DEL', KEYS[1])
+return 1
+"""
