@@ -8,17 +8,14 @@ import signal
 import sys
 from pathlib import Path
 
-import redis.asyncio
-
 from cluster.config import PRIORITIES, Settings, mask_text
 from cluster.observability.logs import configure as configure_logs
 from cluster.observability.logs import redact_with
 from cluster.observability.logs import reopen as reopen_logs
-from cluster.queues import Enqueued, api, registry
+from cluster.queues import api, registry, scheduler
 from cluster.queues.client import QueueClient
 from cluster.queues.connection import async_client
 from cluster.queues.consumer import Consumer, ConsumerDied
-from cluster.queues.scheduler import Scheduler
 from cluster.db import router_from_settings
 from cluster.resilience.cache import CACHE
 
@@ -42,7 +39,7 @@ async def serve(settings: Settings, priority: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, consumer.stop)
     loop.add_signal_handler(signal.SIGUSR1, reopen_logs)
-    scheduling = _scheduler(settings, redis_client)
+    scheduling = scheduler.start_if_any(redis_client, settings.queues.periodic_lease, api.enqueue)
     try:
         await consumer.run()
     finally:
@@ -52,33 +49,6 @@ async def serve(settings: Settings, priority: str) -> None:
         await CACHE.close()
         if db is not None:
             await db.close()
-
-
-class _Scheduling:
-    """The periodic jobs' scheduler task of this pool process (every pool process runs one; the lease picks
-    the one that enqueues)."""
-
-    def __init__(self, scheduler: Scheduler, stopping: asyncio.Event) -> None:
-        self.stopping = stopping
-        self.task = asyncio.create_task(scheduler.loop(), name="periodic")
-
-    async def stop(self) -> None:
-        self.stopping.set()  # the loop notices it (cancelling a redis-py call can lose the cancellation)
-        await asyncio.gather(self.task, return_exceptions=True)
-
-
-def _scheduler(settings: Settings, redis_client: redis.asyncio.Redis) -> _Scheduling | None:
-    """The scheduler task when the jobs module registers periodic jobs; None otherwise."""
-    schedules = registry.schedules()
-    if not schedules:
-        return None
-    stopping = asyncio.Event()
-
-    async def enqueue(name: str, job_id: str) -> Enqueued:
-        return await api.enqueue(name, job_id=job_id)
-
-    return _Scheduling(Scheduler(redis_client, schedules, enqueue, settings.queues.periodic_lease, stopping),
-                       stopping)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ from typing import Any
 
 import redis.asyncio
 
-from cluster.queues import Enqueued, QueueFull, periodic  # the package's public names: client.py is being split
+from cluster.queues import Enqueued, QueueFull, periodic, registry  # the package's public names: client.py is being split
 from cluster.queues.connection import UNAVAILABLE_ERRORS, QueueUnavailable
 from cluster.queues.keys import PeriodicKeys
 from cluster.queues.leader import Lease, LeasePolicy, holder_name
@@ -53,7 +53,7 @@ class Scheduler:
         self._advance = redis_client.register_script(ADVANCE_TICK)
 
     async def loop(self) -> None:
-        """Turns until the stop; then gives the lease up if held. Redis unavailable: the turn is retried."""
+        """Turns until the stop; then gives the lease up if held. A turn that fails is tried again."""
         try:
             while not self.stopping.is_set():
                 try:
@@ -61,6 +61,9 @@ class Scheduler:
                 except UNAVAILABLE_ERRORS as exc:
                     log.debug("scheduler turn skipped: %s", exc)
                     self.leading, wait = False, self.policy.check_every
+                except Exception:  # logged, and tried again: a scheduler must not end silently
+                    log.exception("periodic scheduler turn failed; the next in %g s", self.policy.check_every)
+                    wait = self.policy.check_every
                 try:
                     await asyncio.wait_for(self.stopping.wait(), wait)
                 except TimeoutError:
@@ -112,6 +115,34 @@ class Scheduler:
 
     async def _record(self, name: str, tick: float) -> None:
         await self._advance(keys=[self.keys.last], args=[name, int(tick)])
+
+
+class Running:
+    """A scheduler task beside a pool's consumer (``start_if_any``); ``stop()`` ends it and frees the lease."""
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.task = asyncio.create_task(scheduler.loop(), name="periodic")
+
+    async def stop(self) -> None:
+        self.scheduler.stopping.set()  # the loop notices it: cancelling a redis-py call can lose the cancellation
+        await asyncio.gather(self.task, return_exceptions=True)
+
+
+def start_if_any(redis_client: redis.asyncio.Redis, lease: float,
+                 enqueue: Callable[..., Awaitable[Enqueued]]) -> Running | None:
+    """Start this process's scheduler when the jobs module registers periodic jobs (None: it has none).
+
+    Every pool process runs one; the lease picks the one that enqueues. ``enqueue``: ``api.enqueue``.
+    """
+    schedules = registry.schedules()
+    if not schedules:
+        return None
+
+    async def enqueue_tick(name: str, job_id: str) -> Enqueued:
+        return await enqueue(name, job_id=job_id)
+
+    return Running(Scheduler(redis_client, schedules, enqueue_tick, lease, asyncio.Event()))
 
 
 async def status(redis_client: redis.asyncio.Redis, schedules: Mapping[str, str], now: float,
