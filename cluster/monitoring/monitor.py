@@ -5,8 +5,9 @@ executor: it is file I/O), folds dead processes' files, derives the seed's six
 metrics, feeds the alert book and the trends, runs the escalations, and hands
 notifications to the channels' dispatcher. The alerts' durable state (firing
 alerts, silences, escalations) is saved to the alert store when it changes.
-It serves the Prometheus text on its own listener (``metrics.bind``) and,
-with its JSON views and the alert actions (ack, silences), on the control socket.
+Its HTTP side (the Prometheus text on its own listener, ``metrics.bind``, and
+with the JSON views and the alert actions on the control socket) is
+``http_routes.MonitorRoutes``.
 """
 
 from __future__ import annotations
@@ -24,44 +25,23 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import psutil
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
+from cluster.config.monitored import MONITORED
 from cluster.monitoring import ack_links, health_score
 from cluster.monitoring.alert_store import AlertStore, store_for
+from cluster.monitoring.alerts import AlertBook, Lifecycle, Notification, Thresholds
 from cluster.monitoring.channels import Dispatcher, configured_channels
-from cluster.monitoring.alerts import SEVERITIES, AlertBook, Lifecycle, Notification, Thresholds
 from cluster.monitoring.escalation import Escalations
-from cluster.json_api import json_body, json_error
+from cluster.monitoring.http_routes import MonitorRoutes
 from cluster.monitoring.http_window import HttpWindow, snapshot
 from cluster.monitoring.metrics_store import MetricsStore
 from cluster.monitoring.trends import trend
-from cluster.workers.admin_guard import admin_only
-from cluster.workers.middleware import Handler, watch_body
-from cluster.config.monitored import MONITORED
 
 if TYPE_CHECKING:
     from cluster.component import Host
 
 log = logging.getLogger("cluster.monitoring.monitor")
-HEADER_TIMEOUT = 5.0
-"""Seconds a connection to the supervisor's listener may take to send a request head (server.keepalive unless 0)."""
-
-
-def body_deadline(timeout: Callable[[], float]) -> Callable[[web.Request, Handler], Any]:
-    """A request body that sends nothing for ``timeout()`` seconds gets 408, as on the workers."""
-
-    @web.middleware
-    async def deadline(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.body_exists or request.content.is_eof():
-            return await handler(request)
-        watchdog = asyncio.create_task(watch_body(request, timeout()))
-        try:
-            return await handler(request)
-        finally:
-            watchdog.cancel()
-
-    return deadline
 STORE_LOAD_ATTEMPTS = 20
 METRICS: dict[str, str] = {m.name: m.unit for m in MONITORED}
 
@@ -95,7 +75,7 @@ class Monitor:
         self.ack_secret = b""
         self.alert_store: AlertStore | None = None
         self._saved = ""
-        self._loaded = False
+        self.loaded = False
         self.window = HttpWindow(mon.window)
         self.history: dict[str, deque[tuple[float, float]]] = {m: deque() for m in METRICS}
         self.last: dict[str, Any] = {}
@@ -104,6 +84,7 @@ class Monitor:
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._listener: web.AppRunner | None = None
+        self.routes = MonitorRoutes(self)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -114,7 +95,7 @@ class Monitor:
         self.alert_store = store_for(self.host.settings.redis.url, str(self.host.state_dir))
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
         self._start_dispatcher()
-        await self._start_listener()
+        self._listener = await self.routes.start_listener(self.listener_routes)
         self._task = asyncio.create_task(self._run(), name="monitor")
 
     async def stop(self) -> None:
@@ -152,32 +133,6 @@ class Monitor:
             await self.dispatcher.stop()
         self._start_dispatcher()
 
-    async def _start_listener(self) -> None:
-        bind = self.host.settings.metrics.bind
-        if not bind:
-            return
-        # The dashboard's pages guard themselves (login form, sessions, CSRF, the same admin check).
-        app = web.Application(middlewares=[body_deadline(lambda: self.host.settings.server.body_timeout),
-                                           admin_only(lambda: self.host.settings, exempt=("/dashboard",))])
-        app.router.add_get("/metrics", self.handle_metrics)
-        for add_routes in self.listener_routes:  # the dashboard serves its pages here
-            add_routes(app)
-        # keepalive_timeout also bounds a new connection's wait for a whole request head (aiohttp arms it
-        # at connect): a client trickling its headers cannot hold the supervisor's sockets for long.
-        runner = web.AppRunner(app, access_log=None, handle_signals=False,
-                               keepalive_timeout=self.host.settings.server.keepalive or HEADER_TIMEOUT)
-        await runner.setup()
-        host, _, port = bind.rpartition(":")
-        try:
-            await web.TCPSite(runner, host.strip("[]"), int(port)).start()
-        except OSError as exc:
-            # The control socket still serves /metrics: a taken port must not stop the cluster.
-            log.error("metrics listener cannot bind %s: %s", bind, exc, extra={"bind": bind})
-            await runner.cleanup()
-            return
-        self._listener = runner
-        log.info("metrics listener on %s", bind, extra={"bind": bind})
-
     async def _load_state(self) -> None:
         """Take back the alerts, silences and escalations of the previous run (Redis may still be starting)."""
         assert self.alert_store is not None
@@ -195,7 +150,7 @@ class Monitor:
             self.escalations.restore(state.get("escalations", []))
             log.info("alert state restored from %s", self.alert_store.where,
                      extra={"alerts": len(self.book.active), "escalations": len(self.escalations.running)})
-        self._loaded = True
+        self.loaded = True
 
     async def save_state(self) -> None:
         """Write the durable state when it changed since the last write."""
@@ -324,103 +279,8 @@ class Monitor:
 
     # -- surfaces ----------------------------------------------------------------
 
-    def live_families(self) -> list[Metric]:
-        """What the supervisor knows and no process writes: per-process CPU/RSS, workers, score."""
-        cpu = GaugeMetricFamily("cluster_process_cpu_percent", "CPU of one process, % of one core.",
-                                labels=["group", "name"])
-        rss = GaugeMetricFamily("cluster_process_resident_memory_bytes", "Resident memory of one process.",
-                                labels=["group", "name"])
-        host = self.host
-        for row in host.process_rows():
-            if row.get("cpu_percent") is not None:
-                cpu.add_metric([row["group"], row["name"]], row["cpu_percent"])
-            if row.get("rss_bytes") is not None:
-                rss.add_metric([row["group"], row["name"]], row["rss_bytes"])
-        scale = host.scale_status()
-        workers = GaugeMetricFamily("cluster_workers", "HTTP workers running.", value=scale["current"])
-        target = GaugeMetricFamily("cluster_workers_target", "HTTP workers wanted.", value=scale["target"])
-        families: list[Metric] = [cpu, rss, workers, target]
-        if self.last:
-            metrics = self.last["metrics"]
-            families += [
-                GaugeMetricFamily("cluster_health_score", "Health score, 0-100.", value=self.last["health"]["score"]),
-                GaugeMetricFamily("cluster_host_cpu_percent", "The host's CPU use, %.", value=metrics["cpu"]["value"]),
-                GaugeMetricFamily("cluster_host_memory_percent", "The host's memory use, %.",
-                                  value=metrics["memory"]["value"]),
-            ]
-        return families
-
-    async def handle_metrics(self, request: web.Request) -> web.Response:
-        live = self.live_families()
-        body = await asyncio.get_running_loop().run_in_executor(None, self.store.exposition, live)
-        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def handle_snapshot(self, request: web.Request) -> web.Response:
-        if not self.last and self._loaded:
-            await self.tick()
-        # Before the previous run's alerts are back, a tick would announce them again under new ids.
-        return web.json_response(self.last or {"at": None, "starting": True})
-
-    async def handle_alerts(self, request: web.Request) -> web.Response:
-        return web.json_response({**self.book.snapshot(), "escalations": self.escalations.durable_state()})
-
-    async def handle_ack(self, request: web.Request) -> web.Response:
-        """Acknowledge (CLI, control API, dashboard); ``/resolve`` is the older name of the same action."""
-        body = await json_body(request)
-        alert = await self.acknowledge(request.match_info["alert_id"], str(body.get("by") or "control API"))
-        if alert is None:
-            return json_error(404, f"no active alert {request.match_info['alert_id']}")
-        return web.json_response(alert)
-
-    async def handle_ack_link(self, request: web.Request) -> web.Response:
-        """A signed link's acknowledgement, relayed by a worker: one use, then it does nothing."""
-        alert_id = request.match_info["alert_id"]
-        signature = str((await json_body(request)).get("signature", ""))
-        if not ack_links.verify(self.ack_secret, alert_id, signature):
-            return json_error(403, "the link's signature is not valid")
-        alert = self.book.active.get(alert_id)
-        if alert is None:
-            return json_error(404, "this alert is no longer active")
-        if alert.acknowledged:
-            return json_error(410, f"already acknowledged by {alert.acknowledged_by}")
-        return web.json_response(await self.acknowledge(alert_id, "signed link"))
-
-    async def handle_silences(self, request: web.Request) -> web.Response:
-        return web.json_response({"silences": self.book.snapshot()["silences"]})
-
-    async def handle_silence(self, request: web.Request) -> web.Response:
-        body = await json_body(request)
-        metric, severity, duration = body.get("metric"), body.get("severity"), body.get("duration")
-        if metric not in METRICS:
-            return json_error(400, f"metric must be one of {', '.join(METRICS)}")
-        if severity not in (None, *SEVERITIES):
-            return json_error(400, "severity must be warning, critical or absent (both)")
-        if not isinstance(duration, (int, float)) or duration <= 0:
-            return json_error(400, "duration must be a positive number of seconds")
-        silence = self.book.silence(metric, severity, float(duration), time.time(),
-                                    str(body.get("comment") or ""), str(body.get("by") or "control API"))
-        log.info("alerts of %s silenced for %ss", metric, duration, extra={"silence": silence.to_dict()})
-        await self.save_state()
-        return web.json_response(silence.to_dict())
-
-    async def handle_unsilence(self, request: web.Request) -> web.Response:
-        silence = self.book.unsilence(request.match_info["silence_id"])
-        if silence is None:
-            return json_error(404, f"no silence {request.match_info['silence_id']}")
-        log.info("silence %s removed", silence.id, extra={"silence": silence.to_dict()})
-        await self.save_state()
-        return web.json_response(silence.to_dict())
-
     def add_control_routes(self, app: web.Application) -> None:
-        app.router.add_get("/metrics", self.handle_metrics)
-        app.router.add_get("/monitoring", self.handle_snapshot)
-        app.router.add_get("/monitoring/alerts", self.handle_alerts)
-        app.router.add_post("/monitoring/alerts/{alert_id}/ack", self.handle_ack)
-        app.router.add_post("/monitoring/alerts/{alert_id}/resolve", self.handle_ack)
-        app.router.add_post("/monitoring/alerts/{alert_id}/ack-link", self.handle_ack_link)
-        app.router.add_get("/monitoring/silences", self.handle_silences)
-        app.router.add_post("/monitoring/silences", self.handle_silence)
-        app.router.add_delete("/monitoring/silences/{silence_id}", self.handle_unsilence)
+        self.routes.add_control_routes(app)
 
     def status(self) -> dict[str, Any]:
         health = self.last.get("health", {})
