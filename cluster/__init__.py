@@ -26,8 +26,8 @@ _EXPORTS = {
     # jobs
     "job": "queues.registry", "enqueue": "queues.api", "enqueue_sync": "queues.api",
     "enqueue_many": "queues.api", "enqueue_many_sync": "queues.api", "current_job": "queues.context",
-    "JobRequest": "queues.client", "JobContext": "queues.context", "Enqueued": "queues.client",
-    "QueueFull": "queues.client", "EnqueueUnknown": "queues.client", "QueueUnavailable": "queues.connection",
+    "JobRequest": "queues.enqueue_plan", "JobContext": "queues.context", "Enqueued": "queues.enqueue_plan",
+    "QueueFull": "queues.enqueue_plan", "EnqueueUnknown": "queues.enqueue_plan", "QueueUnavailable": "queues.connection",
     "JobTimeout": "queues.execute", "UnknownJob": "queues.registry",
     # the read-replica router
     "DB_KEY": "workers.db_routes", "Router": "db.router", "NoHostAvailable": "db.errors",

@@ -12,7 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cluster.cli.common import EXIT_CONFIG, config_option, control, fail, running_settings, state_dir_option
+from cluster.cli.common import (EXIT_CONFIG, config_option, control, fail, running_settings, state_dir_of,
+                                state_dir_option)
 from cluster.config import PRIORITIES, Settings
 
 T = TypeVar("T")
@@ -103,44 +104,85 @@ def enqueue(name: str, priority: str | None, args_json: str, kwargs_json: str, d
                            "created": queued.created}))
 
 
+DEPRECATED_DEAD_FLAGS = {
+    "--requeue JOB_ID": "--retry ENTRY_ID --queue QUEUE (`cluster queues dead` lists each entry's id and queue)",
+    "--requeue-all": "--retry-all",
+}
+"""The dead-letter flags of the former direct-to-Redis set, kept for one minor release, and what replaces them."""
+
+
+def _deprecated(flag: str) -> None:
+    click.echo(f"warning: {flag} is deprecated and will be removed in the next minor release; use "
+               f"{DEPRECATED_DEAD_FLAGS[flag]}", err=True)
+
+
+def _dead_action(state_dir: str | None, config_file: str | None, action: str, params: dict[str, Any]) -> Any:
+    """``POST /actions/<action>`` to the supervisor; when none runs (no control socket), the same operation
+    (``dashboard.queue_ops``, what the supervisor runs) straight on Redis."""
+    from cluster.workers.control_client import socket_path
+
+    if socket_path(state_dir_of(state_dir, config_file)).exists():
+        return control(state_dir, config_file, "POST", f"/actions/{action}", params)
+    from cluster.dashboard import queue_ops
+
+    operations: dict[str, Callable[[Any], Awaitable[dict[str, Any]]]] = {
+        "dead-retry": lambda r: queue_ops.retry_dead(r, params["queue"], [params["entry"]]),
+        "dead-delete": lambda r: queue_ops.delete_dead(r, params["queue"], [params["entry"]]),
+        "dead-retry-all": lambda r: queue_ops.retry_all_dead(r, params["name"], params["queue"]),
+    }
+    try:
+        return _run(running_settings(state_dir, config_file), lambda c: operations[action](c.redis))
+    except queue_ops.QueueOpError as exc:
+        fail(str(exc))
+
+
 @queues_group.command("dead")
 @click.option("--queue", type=click.Choice(PRIORITIES), help="Only this queue.")
-@click.option("--requeue", "requeue_id", metavar="JOB_ID", help="Put this dead job back on its queue.")
-@click.option("--requeue-all", is_flag=True, help="Put every dead job back on its queue.")
-@click.option("--retry-all", is_flag=True,
-              help="Like the dashboard: retry every dead job (of --name, of --queue), through the supervisor.")
-@click.option("--name", help="With --retry-all: only the dead jobs of this job name.")
 @click.option("--retry", "retry_entry", metavar="ENTRY_ID", help="Retry one dead entry (by entry id; needs --queue).")
+@click.option("--retry-all", is_flag=True, help="Retry every dead job (of --name, of --queue).")
+@click.option("--name", help="With --retry-all: only the dead jobs of this job name.")
 @click.option("--delete", "delete_entry", metavar="ENTRY_ID", help="Delete one dead entry (needs --queue).")
-@click.option("--purge", is_flag=True, help="Delete every dead letter entry.")
+@click.option("--purge", is_flag=True, help="Delete every dead letter entry (straight on Redis).")
+@click.option("--requeue", "requeue_id", metavar="JOB_ID", help="Deprecated: use --retry ENTRY_ID --queue QUEUE.")
+@click.option("--requeue-all", is_flag=True, help="Deprecated: use --retry-all.")
 @click.option("--limit", type=int, default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @state_dir_option
 @config_option
-def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all: bool, name: str | None,
-         retry_entry: str | None, delete_entry: str | None, purge: bool, limit: int, as_json: bool,
+def dead(queue: str | None, retry_entry: str | None, retry_all: bool, name: str | None, delete_entry: str | None,
+         purge: bool, requeue_id: str | None, requeue_all: bool, limit: int, as_json: bool,
          state_dir: str | None, config_file: str | None) -> None:
-    """List the dead letter entries, or requeue / retry / delete / purge them."""
+    """List the dead letter entries (newest first), or retry / delete / purge them.
+
+    --retry, --retry-all and --delete go through the supervisor's control API,
+    as the dashboard's buttons do; when no supervisor runs on the state dir,
+    they act on Redis directly. The listing and --purge read and write Redis
+    directly. A retried job goes back on its queue with a fresh attempt count;
+    an entry whose payload cannot be decoded stays.
+    """
     if sum(map(bool, (requeue_id, requeue_all, retry_all, retry_entry, delete_entry, purge))) > 1:
-        fail("give at most one of --requeue, --requeue-all, --retry-all, --retry, --delete, --purge", EXIT_CONFIG)
+        fail("give at most one of --retry, --retry-all, --delete, --purge", EXIT_CONFIG)
     if name and not retry_all:
         fail("--name goes with --retry-all", EXIT_CONFIG)
     if retry_entry or delete_entry:
         if not queue:
             fail("--retry/--delete need --queue", EXIT_CONFIG)
         action = "dead-retry" if retry_entry else "dead-delete"
-        result = control(state_dir, config_file, "POST", f"/actions/{action}",
-                         {"queue": queue, "entry": retry_entry or delete_entry})
-        click.echo(json.dumps(result))
+        click.echo(json.dumps(_dead_action(state_dir, config_file, action,
+                                           {"queue": queue, "entry": retry_entry or delete_entry})))
         return
-    if retry_all:
-        result = control(state_dir, config_file, "POST", "/actions/dead-retry-all", {"name": name, "queue": queue})
-        click.echo(f"retried {result['retried']}")
+    if retry_all or requeue_all:
+        if requeue_all:
+            _deprecated("--requeue-all")
+        result = _dead_action(state_dir, config_file, "dead-retry-all", {"name": name, "queue": queue})
+        click.echo(f"{'requeued' if requeue_all else 'retried'} {result['retried']}")
         return
     settings = running_settings(state_dir, config_file)
-    if requeue_id or requeue_all:
-        moved = _run(settings, lambda c: c.requeue_dead(requeue_id))
-        if requeue_id and not moved:
+    if requeue_id:
+        _deprecated("--requeue JOB_ID")
+        moved = sum(_dead_action(state_dir, config_file, "dead-retry", {"queue": p, "entry": entry})["retried"]
+                    for p, entry in _run(settings, lambda c: c.dead_entries_of(requeue_id)))
+        if not moved:
             fail(f"no decodable dead job with id {requeue_id!r}")
         click.echo(f"requeued {moved}")
         return
@@ -151,10 +193,10 @@ def dead(queue: str | None, requeue_id: str | None, requeue_all: bool, retry_all
     if as_json:
         click.echo(json.dumps(entries, indent=2))
         return
-    table = Table("queue", "job id", "name", "reason", "attempts", "error")
+    table = Table("queue", "entry", "job id", "name", "reason", "attempts", "error")
     for entry in entries:
-        table.add_row(entry["queue"], entry.get("job_id") or "-", entry.get("name") or "-", entry.get("reason", ""),
-                      entry.get("attempts", ""), (entry.get("error") or "")[:80])
+        table.add_row(entry["queue"], entry["entry"], entry.get("job_id") or "-", entry.get("name") or "-",
+                      entry.get("reason", ""), entry.get("attempts", ""), (entry.get("error") or "")[:80])
     Console(width=160).print(table)
 
 

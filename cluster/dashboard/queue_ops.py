@@ -17,7 +17,7 @@ from typing import Any
 import redis.asyncio
 
 from cluster.config import PRIORITIES, Settings
-from cluster.queues.client import queue_requeue
+from cluster.queues.admin import queue_requeue
 from cluster.queues.envelope import FIELD, DecodeError, decode
 from cluster.queues.keys import QueueKeys
 
@@ -202,9 +202,9 @@ async def run_now(client: redis.asyncio.Redis, priority: str, job_id: str) -> di
 
 async def job_detail(client: redis.asyncio.Redis, settings: Settings, job_id: str) -> dict[str, Any] | None:
     """A job's state, attempts, result or error, request id, and its arguments; None when unknown."""
-    from cluster.queues.client import QueueClient
+    from cluster.queues.admin import QueueAdmin
 
-    job = await QueueClient(settings, client).get_job(job_id)
+    job = await QueueAdmin(settings, client).get_job(job_id)
     if job is None:
         return None
     raw = await client.hget(QueueKeys(job["queue"]).job(job_id), "envelope")

@@ -96,10 +96,10 @@ class SnapshotSource:
     async def _queues(self, now: float) -> dict[str, Any]:
         if self.redis is None:
             return {"error": "the queue tier is off", "queues": {}}
-        from cluster.queues.client import QueueClient
+        from cluster.queues.admin import QueueAdmin
 
         try:
-            body = await QueueClient(self.supervisor.settings, self.redis).status()
+            body = await QueueAdmin(self.supervisor.settings, self.redis).status()
             paused = await queue_ops.paused_queues(self.redis)
         except Exception as exc:  # QueueUnavailable or a Redis error: show it, keep the rest of the page
             return {"error": str(exc), "queues": {}}

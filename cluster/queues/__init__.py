@@ -23,8 +23,8 @@ from typing import Any
 
 _EXPORTS = {
     "configure": "api", "enqueue": "api", "enqueue_sync": "api", "enqueue_many": "api", "enqueue_many_sync": "api",
-    "JobRequest": "client", "Enqueued": "client", "EnqueueUnknown": "client", "QueueClient": "client",
-    "QueueFull": "client", "SyncQueueClient": "client", "QueueUnavailable": "connection",
+    "JobRequest": "enqueue_plan", "Enqueued": "enqueue_plan", "EnqueueUnknown": "enqueue_plan", "QueueClient": "client",
+    "QueueFull": "enqueue_plan", "SyncQueueClient": "client", "QueueUnavailable": "connection",
     "JobContext": "context", "current_job": "context", "JobTimeout": "execute",
     "UnknownJob": "registry", "job": "registry",
 }

@@ -28,7 +28,7 @@ from redis import Redis as SyncRedis
 from redis.client import Pipeline
 
 from cluster.queues import metrics
-from cluster.queues.client import QUEUED_JOB_TTL
+from cluster.queues.enqueue_plan import QUEUED_JOB_TTL
 from cluster.queues.connection import UNAVAILABLE_ERRORS
 from cluster.queues.envelope import FIELD, Envelope, decode
 from cluster.queues.failures import TRACEBACK_MAX, Failure, decide, queue_writes

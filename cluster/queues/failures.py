@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cluster.config.settings import QueueSettings
-from cluster.queues.client import QUEUED_JOB_TTL
+from cluster.queues.enqueue_plan import QUEUED_JOB_TTL
 from cluster.queues.envelope import FIELD, Envelope
 from cluster.queues.keys import GROUP, QueueKeys
 from cluster.queues.policy import backoff_delay, crashed_out, should_retry

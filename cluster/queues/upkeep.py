@@ -27,7 +27,7 @@ from cluster.queues.scripts import MOVE_DUE
 
 log = logging.getLogger("queues.consumer")
 
-#: How often (s) the heartbeat and the queue gauges are refreshed; well under ``client.HEARTBEAT_FRESH_MS``,
+#: How often (s) the heartbeat and the queue gauges are refreshed; well under ``admin.HEARTBEAT_FRESH_MS``,
 #: past which a consumer no longer counts as alive.
 HEARTBEAT_EVERY = 2.0
 #: A heartbeat older than this (ms) is dropped from the queue's consumer set, whoever it was.

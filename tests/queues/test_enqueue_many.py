@@ -13,8 +13,8 @@ import redis
 from aiohttp.test_utils import TestClient, TestServer
 
 from cluster.config import Settings
-from cluster.queues.client import (ENQUEUE_CHUNK, Enqueued, EnqueueUnknown, JobRequest, QueueClient, QueueFull,
-                           SyncQueueClient)
+from cluster.queues.client import QueueClient, SyncQueueClient
+from cluster.queues.enqueue_plan import ENQUEUE_CHUNK, Enqueued, EnqueueUnknown, JobRequest, QueueFull
 from cluster.queues.keys import QueueKeys
 from cluster.queues.registry import UnknownJob
 from tests.queues.helpers import consume_until

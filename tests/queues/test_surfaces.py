@@ -61,6 +61,7 @@ def test_cli_enqueue_and_dead_letter_requeue_and_purge(make_settings: Callable[.
 
     requeued = run_cli("queues", "dead", "--requeue", failing["id"], "--state-dir", state)
     assert requeued.stdout.strip() == "requeued 1", requeued.stderr
+    assert "--requeue JOB_ID is deprecated" in requeued.stderr and "use --retry ENTRY_ID" in requeued.stderr
     assert json.loads(run_cli("queues", "dead", "--json", "--state-dir", state).stdout) == []
     asyncio.run(consume_until(settings, ["medium"], _until_state(failing["id"], "dead")))
     assert run_cli("queues", "dead", "--purge", "--state-dir", state).stdout.strip() == "purged 1"
@@ -69,6 +70,40 @@ def test_cli_enqueue_and_dead_letter_requeue_and_purge(make_settings: Callable[.
     assert status["medium"]["processed"] == 1
     # two runs (retries=0), each a failed attempt although it was the last
     assert (status["medium"]["failed"], status["medium"]["retried"]) == (2, 0)
+
+
+def test_cli_dead_letter_retry_and_delete_without_a_supervisor_act_on_redis(make_settings: Callable[..., Settings],
+                                                                             tmp_path: Path) -> None:
+    """The one verb set (--retry, --retry-all, --delete) with no control socket in the state dir: straight on
+    Redis, as the supervisor would; the old --requeue-all still works and says what replaces it."""
+    settings = make_settings()
+    state = _state_dir(tmp_path, settings)
+    failing = json.loads(run_cli("queues", "enqueue", "tests.queues.jobs.always_fails", "--state-dir", state).stdout)
+
+    def dead_entry() -> str:
+        asyncio.run(consume_until(settings, ["medium"], _until_state(failing["id"], "dead")))
+        [entry] = json.loads(run_cli("queues", "dead", "--json", "--state-dir", state).stdout)
+        assert entry["job_id"] == failing["id"]
+        return str(entry["entry"])
+
+    entry = dead_entry()
+    assert entry in run_cli("queues", "dead", "--state-dir", state).stdout  # the table shows what --retry takes
+    retried = run_cli("queues", "dead", "--retry", entry, "--queue", "medium", "--state-dir", state)
+    assert json.loads(retried.stdout) == {"queue": "medium", "retried": 1}, retried.stderr
+    dead_entry()
+    all_of = run_cli("queues", "dead", "--retry-all", "--name", "tests.queues.jobs.always_fails", "--state-dir", state)
+    assert all_of.stdout.strip() == "retried 1", all_of.stderr
+    dead_entry()
+    old = run_cli("queues", "dead", "--requeue-all", "--state-dir", state)
+    assert old.stdout.strip() == "requeued 1" and "--requeue-all is deprecated" in old.stderr
+    assert "use --retry-all" in old.stderr
+    entry = dead_entry()
+    deleted = run_cli("queues", "dead", "--delete", entry, "--queue", "medium", "--state-dir", state)
+    assert json.loads(deleted.stdout) == {"queue": "medium", "deleted": 1}, deleted.stderr
+    again = run_cli("queues", "dead", "--delete", entry, "--queue", "medium", "--state-dir", state)
+    assert again.returncode == 1 and f"no dead entry {entry}" in again.stderr
+    no_queue = run_cli("queues", "dead", "--retry", entry, "--state-dir", state)
+    assert no_queue.returncode == 2 and "need --queue" in no_queue.stderr
 
 
 def test_http_tier_with_the_queue_tier_off_says_so() -> None:
