@@ -22,7 +22,6 @@ import logging
 import os
 import shutil
 import signal
-import socket
 import sys
 import time
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from cluster.supervisor.announce import SystemdAnnouncer
 from cluster.supervisor.logfiles import reopen_logs
 from cluster.arbiter.http_tier import write_target
 from cluster.component import Component
-from cluster.supervisor import control, first_boot
+from cluster.supervisor import control, first_boot, leftovers, preflight, takeover
 from cluster.supervisor.exposure import warn_if_exposed
 from cluster.supervisor.state_dir import located, private_subdir
 from cluster.supervisor.state_dir import prepare as prepare_state_dir
@@ -193,13 +192,24 @@ class Supervisor:
 
     # -- lifecycle -------------------------------------------------------------
 
-    def _prepare_state_dir(self) -> None:
+    def _claim_state_dir(self) -> None:
         prepare_state_dir(self.state_dir)
         sock = socket_path(self.state_dir)
         if sock.exists():
-            if _socket_answers(sock):
+            if leftovers.supervisor_answers(self.state_dir):
                 raise SupervisorError(f"a supervisor already runs with state dir {self.state_dir} ({sock} answers)")
             sock.unlink()
+
+    async def _take_over(self) -> None:
+        """A previous supervisor of this state dir died: wait, bounded, until its tree releases our ports."""
+        binds = preflight.tcp_binds(self.settings, socket_activated=bool(self.listen_fds))
+        server = self.settings.server
+        problem = await leftovers.ports_released(lambda: preflight.in_use(binds), self.state_dir,
+                                                 takeover.wait_limit(server.keepalive, server.graceful_timeout))
+        if problem:
+            raise SupervisorError(problem)
+
+    def _prepare_state_dir(self) -> None:
         # Metric files of a previous run would be summed into this one's.
         shutil.rmtree(self.metrics_dir, ignore_errors=True)  # rmtree refuses a link: private_subdir then does
         private_subdir(self.state_dir, self.metrics_dir.name)
@@ -211,6 +221,8 @@ class Supervisor:
 
     async def run(self) -> int:
         """Run until stopped; returns the exit status."""
+        self._claim_state_dir()
+        await self._take_over()  # before the metrics dir is emptied: the old tree writes there until it exits
         self._prepare_state_dir()
         warn_if_exposed(self.settings)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(self.metrics_dir)
@@ -484,11 +496,3 @@ class Supervisor:
             body[component.name] = component.status()
         return body
 
-
-def _socket_answers(path: Path) -> bool:
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        try:
-            sock.connect(str(path))
-        except OSError:
-            return False
-    return True

@@ -1,4 +1,8 @@
-"""What a supervisor that died without stopping leaves behind: its queue consumers and its redis-server.
+"""What a supervisor that died without stopping leaves behind: its HTTP tier, queue consumers and redis-server.
+
+Its HTTP tier drains on the SIGTERM the kernel sends at the supervisor's
+death and holds the listening ports meanwhile: the next start waits for it,
+bounded (``ports_released``; the policy is ``cluster.supervisor.takeover``).
 
 The embedded redis-server does not die with the supervisor (its consumers
 get SIGTERM then, finish the jobs in hand and must still acknowledge them),
@@ -18,12 +22,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 import time
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 import psutil
 
 from cluster.safe_files import read_file
+from cluster.supervisor import takeover
+from cluster.workers.control_client import socket_path
 
 log = logging.getLogger("cluster.supervisor.leftovers")
 POLL = 0.1
@@ -39,18 +47,58 @@ def is_ours(uids: tuple[int, ...] | None, uid: int) -> bool:
     return uids is not None and uids[0] == uid and uids[1] == uid
 
 
+def _started_for(settings_path: Path) -> Iterator[tuple[psutil.Process, list[str]]]:
+    """This user's processes whose arguments name this state dir's settings file, with their command lines
+    (every child but redis-server: the HTTP arbiter and its workers, the fork server and the pools)."""
+    uid = os.geteuid()
+    for proc in psutil.process_iter(["cmdline", "uids"]):
+        cmdline = proc.info.get("cmdline") or []
+        if str(settings_path) in cmdline and is_ours(proc.info.get("uids"), uid):
+            yield proc, cmdline
+
+
 def old_consumers(settings_path: Path) -> list[psutil.Process]:
-    """Queue pool processes of this user started for this state dir (their command line names its settings file).
+    """Queue pool processes of this user started for this state dir.
 
     A forked pool keeps its fork server's command line (``queues.fork_server``).
     """
-    found, uid = [], os.geteuid()
-    for proc in psutil.process_iter(["cmdline", "uids"]):
-        cmdline = proc.info.get("cmdline") or []
-        if {"cluster.queues.pool", "cluster.queues.fork_server"} & set(cmdline) and str(settings_path) in cmdline \
-                and is_ours(proc.info.get("uids"), uid):
-            found.append(proc)
-    return found
+    return [proc for proc, cmdline in _started_for(settings_path)
+            if {"cluster.queues.pool", "cluster.queues.fork_server"} & set(cmdline)]
+
+
+def supervisor_answers(state_dir: Path) -> bool:
+    """A supervisor runs on this state dir: its control socket accepts a connection."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        try:
+            sock.connect(str(socket_path(state_dir)))
+        except OSError:
+            return False
+    return True
+
+
+def previous_tree(state_dir: Path) -> frozenset[int]:
+    """The pids a dead supervisor of this state dir left running (none while a supervisor answers on it:
+    its tree is not a leftover)."""
+    if supervisor_answers(state_dir):
+        return frozenset()
+    return frozenset(proc.pid for proc, _ in _started_for(state_dir / "settings.json"))
+
+
+async def ports_released(held: Callable[[], Mapping[str, takeover.Holders]], state_dir: Path,
+                         limit: float) -> str | None:
+    """Wait while the previous tree of this state dir holds the ports ``held`` reports (up to ``limit``
+    seconds, logged once); the problem when a port stays held, or is held by anything else."""
+    began, waited = time.monotonic(), False
+    while True:
+        verdict = takeover.judge(held(), previous_tree(state_dir), time.monotonic() - began, limit)
+        if verdict.action != takeover.WAIT:
+            if waited and verdict.action == takeover.GO:
+                log.info("the previous tree released its ports after %.1f s", time.monotonic() - began)
+            return verdict.line or None
+        if not waited:
+            log.warning(verdict.line)
+            waited = True
+        await asyncio.sleep(POLL)
 
 
 def old_redis(state_dir: Path) -> psutil.Process | None:

@@ -29,7 +29,10 @@ from pydantic import ValidationError
 from cluster.config import Settings
 from cluster.config.values import split_host_port
 from cluster.supervisor.state_dir import StateDirError, located, problems as state_dir_stat_problems
-from cluster.supervisor.port_holder import port_holder
+from cluster.arbiter import socket_activation
+from cluster.supervisor import takeover
+from cluster.supervisor.leftovers import previous_tree
+from cluster.supervisor.port_holder import listeners, port_holder
 
 # sockaddr_un.sun_path is 108 bytes on Linux, the final NUL included.
 MAX_UNIX_PATH = 107
@@ -80,23 +83,48 @@ def resolve(key: str, address: str) -> tuple[list[tuple], str | None]:
         return [], f"{key} {address!r}: cannot resolve {host!r} ({getattr(exc, 'strerror', None) or exc})"
 
 
-def tcp_bind_problem(key: str, address: str) -> str | None:
-    """Whether ``address`` resolves and can be bound now (bound, then closed at once)."""
-    infos, problem = resolve(key, address)
-    if problem:
-        return problem
+def _bind_error(infos: list[tuple]) -> OSError | None:
+    """Bind the first resolved address (then close it at once): the error, or None when it binds."""
     family, kind, proto, _, sockaddr = infos[0]
-    port = sockaddr[1]
     try:
         with socket.socket(family, kind, proto) as sock:
             # As gunicorn binds: a port in TIME_WAIT is free to take.
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(sockaddr)
     except OSError as exc:
-        holder = port_holder(port) if exc.errno == errno.EADDRINUSE else None
-        held = f"; {holder} listens on port {port}" if holder else ""
-        return f"{key} {address!r}: cannot bind ({exc.strerror or exc}{held})"
+        return exc
     return None
+
+
+def tcp_bind_problem(key: str, address: str, previous: frozenset[int] = frozenset()) -> str | None:
+    """Whether ``address`` resolves and can be bound now; a port only the ``previous`` tree of this state dir
+    holds is no problem: the start waits for its release (``leftovers.ports_released``)."""
+    infos, problem = resolve(key, address)
+    if problem:
+        return problem
+    exc = _bind_error(infos)
+    if exc is None:
+        return None
+    port = infos[0][4][1]
+    if exc.errno == errno.EADDRINUSE:
+        if takeover.releasing(listeners(port), previous):
+            return None
+        holder = port_holder(port)
+        held = f"; {holder} listens on port {port}" if holder else ""
+    else:
+        held = ""
+    return f"{key} {address!r}: cannot bind ({exc.strerror or exc}{held})"
+
+
+def in_use(binds: list[tuple[str, str]]) -> dict[str, takeover.Holders]:
+    """The TCP binds whose port is in use now, each with the pids listening on it."""
+    held = {}
+    for key, address in binds:
+        infos, problem = resolve(key, address)
+        exc = None if problem else _bind_error(infos)
+        if exc is not None and exc.errno == errno.EADDRINUSE:
+            held[address] = listeners(infos[0][4][1])
+    return held
 
 
 def unix_bind_problem(key: str, path: str) -> str | None:
@@ -114,6 +142,13 @@ def _binds(settings: Settings) -> list[tuple[str, str]]:
     return binds + ([("metrics.bind", settings.metrics.bind)] if settings.metrics.bind else [])
 
 
+def tcp_binds(settings: Settings, socket_activated: bool) -> list[tuple[str, str]]:
+    """(key, address) of every TCP address the cluster binds itself: with socket activation, systemd
+    bound server.bind (it holds the port, and hands it on)."""
+    return [(key, address) for key, address in _binds(settings)
+            if not address.startswith("unix:") and not (socket_activated and key == "server.bind")]
+
+
 def resolve_problems(settings: Settings) -> list[str]:
     """Every TCP bind parses and resolves (nothing is bound); a unix one fits AF_UNIX in a usable dir."""
     found = []
@@ -126,8 +161,10 @@ def resolve_problems(settings: Settings) -> list[str]:
 
 
 def bind_problems(settings: Settings) -> list[str]:
-    """Every TCP bind can be bound now."""
-    found = [tcp_bind_problem(key, address) for key, address in _binds(settings) if not address.startswith("unix:")]
+    """Every TCP bind can be bound now, or is being released by the previous tree of this state dir."""
+    binds = tcp_binds(settings, bool(socket_activation.inherited(os.environ, os.getpid())))
+    previous = previous_tree(located(settings.server.state_dir)) if binds else frozenset()
+    found = [tcp_bind_problem(key, address, previous) for key, address in binds]
     return [problem for problem in found if problem]
 
 
