@@ -92,6 +92,12 @@ def test_bind_checks() -> None:
         problem = preflight.tcp_bind_problem("server.bind", f"127.0.0.1:{port}") or ""
         # the holder is named, as `ss -ltnp` would: here it is this very process
         assert "cannot bind" in problem and problem.endswith(f"(pid {os.getpid()}) listens on port {port})"), problem
+        # Held by the previous tree of this state dir (here, as if this process were it): the start waits.
+        address = f"127.0.0.1:{port}"
+        assert preflight.tcp_bind_problem("server.bind", address, frozenset({os.getpid()})) is None
+        assert preflight.tcp_bind_problem("server.bind", address, frozenset({os.getpid() + 1})) == problem
+        assert preflight.in_use([("server.bind", address), ("metrics.bind", "127.0.0.1:0")]) == {
+            address: frozenset({os.getpid()})}
     assert preflight.tcp_bind_problem("server.bind", "127.0.0.1:0") is None
     assert "cannot resolve" in (preflight.tcp_bind_problem("metrics.bind", "no-such-host.invalid:1") or "")
     assert "not HOST:PORT" in (preflight.tcp_bind_problem("metrics.bind", "garbage") or "")
@@ -148,3 +154,11 @@ def test_an_app_spec_error_is_its_own_message() -> None:
 
     assert failure_line(AppLoadError("app 'm:a' gave dict, not an aiohttp.web.Application")) == \
         "app 'm:a' gave dict, not an aiohttp.web.Application"
+
+
+def test_with_socket_activation_server_bind_is_systemds_to_bind() -> None:
+    settings = Settings.model_validate({"server": {"bind": ["127.0.0.1:8000", "unix:/tmp/c.sock"]},
+                                        "metrics": {"bind": "127.0.0.1:9100"}})
+    assert preflight.tcp_binds(settings, socket_activated=False) == [("server.bind", "127.0.0.1:8000"),
+                                                                     ("metrics.bind", "127.0.0.1:9100")]
+    assert preflight.tcp_binds(settings, socket_activated=True) == [("metrics.bind", "127.0.0.1:9100")]
