@@ -1,7 +1,7 @@
 """The monitor: a supervisor component that samples the six metrics, alerts, and serves /metrics.
 
 Every ``monitoring.metrics_interval`` it collects the metrics directory (in an
-executor: it is file I/O), folds dead processes' files, derives the seed's six
+executor: it is file I/O), folds dead processes' files, derives the six monitored
 metrics, feeds the alert book and the trends, runs the escalations, and hands
 notifications to the channels' dispatcher. The alerts' durable state (firing
 alerts, silences, escalations) is saved to the alert store when it changes.
