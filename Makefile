@@ -44,9 +44,12 @@ run: install
 
 # The audit runs first and reports (findings, or plainly that its database was unreachable); it never
 # stops the tests: a vulnerability published today must not turn every CI run red. `make audit` fails on findings.
+# Three test processes on two cores: most of the suite waits on real services, not on the CPU. A file stays on
+# one process (--dist loadfile), so its module fixtures start once. PYTEST_WORKERS=0 runs them in this process.
+PYTEST_WORKERS ?= 3
 test: install
 	-python3 scripts/audit.py
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(PYTEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The tests that start no service: pure logic, the settings, the docs, the import contracts.
 test-unit: $(STAMP)
