@@ -1,17 +1,20 @@
-"""Test helpers: free ports, waiting on conditions, and a real `cluster start` in a temp state dir."""
+"""Test helpers: free ports, waiting on conditions, a real `cluster start` in a temp state dir, a `cluster start`
+that must fail, background HTTP load, and running async test bodies."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,6 +22,11 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
+
+
+def run_async(body: Callable[[], Awaitable[T]]) -> T:
+    """Run ``body()`` in a fresh event loop: a synchronous test driving async code."""
+    return asyncio.run(body())  # type: ignore[arg-type]
 
 
 def free_port() -> int:
@@ -66,6 +74,76 @@ def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = No
         [sys.executable, "-m", "cluster.cli", *args],
         env=cli_env(env), cwd=cwd or ROOT, capture_output=True, text=True, timeout=timeout,
     )
+
+
+def bad_start(state_dir: Path, *args: str, env: dict[str, str] | None = None,
+              timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """`cluster start *args` that is expected to exit on its own: one worker, its own ports, no Redis tier.
+
+    ``timeout`` only bounds a hang; a ``--bind`` in ``args`` replaces the free port.
+    """
+    argv = ["start", *args, "--state-dir", str(state_dir), "--workers", "1"]
+    if "--bind" not in args:
+        argv += ["--bind", f"127.0.0.1:{free_port()}"]
+    base = {"CLUSTER_METRICS_BIND": f"127.0.0.1:{free_port()}", "CLUSTER_REDIS_EMBEDDED": "false"}
+    return subprocess.run([sys.executable, "-m", "cluster.cli", *argv], env=cli_env({**base, **(env or {})}),
+                          cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+class RequestLoop:
+    """Background load: ``threads`` threads a path GET ``base + path`` on fresh connections until stopped
+    (or until ``limit`` requests in all), counting the 200s and keeping every failure and every ``pid``
+    a JSON answer names. Use as a context manager, or ``start()`` then ``stop()``."""
+
+    def __init__(self, base: str, paths: list[str] | None = None, threads: int = 1,
+                 limit: int | None = None, timeout: float = 30.0) -> None:
+        self.base, self.limit, self.timeout = base, limit, timeout
+        self.ok = 0
+        self.failures: list[str] = []
+        self.pids: set[int] = set()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, args=(path,), daemon=True)
+                         for path in (paths or [""]) for _ in range(threads)]
+
+    def _done(self) -> bool:
+        return self._stop.is_set() or (self.limit is not None and self.ok + len(self.failures) >= self.limit)
+
+    def _run(self, path: str) -> None:
+        while not self._done():
+            try:
+                status, _, body = http_get(self.base + path, timeout=self.timeout)
+            except Exception as exc:  # a refused or reset connection is what the load looks for
+                with self._lock:
+                    self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
+                continue
+            with self._lock:
+                if status != 200:
+                    self.failures.append(f"{path}: HTTP {status} {body[:200]!r}")
+                    continue
+                self.ok += 1
+                try:
+                    answer = json.loads(body)
+                except ValueError:
+                    continue
+                if isinstance(answer, dict) and answer.get("pid"):
+                    self.pids.add(answer["pid"])
+
+    def start(self) -> "RequestLoop":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(self.timeout + 60)
+
+    def __enter__(self) -> "RequestLoop":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 class ClusterProcess:

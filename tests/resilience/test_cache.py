@@ -14,6 +14,7 @@ from prometheus_client import REGISTRY
 from cluster.config.settings import CacheSettings
 from cluster.resilience.cache import ResilientCache
 from tests.redis_fixture import RedisServer
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -27,7 +28,7 @@ def run(url: str | None, body: Callable[[ResilientCache], Awaitable[Any]], **set
         finally:
             await cache.close()
 
-    return asyncio.run(main())
+    return run_async(main)
 
 
 def sample(name: str, labels: dict[str, str]) -> float:
@@ -98,13 +99,17 @@ def test_invalidation_by_tag_and_by_pattern(redis_url: str) -> None:
 
 def test_200_concurrent_callers_of_an_expired_key_compute_it_once(redis_url: str) -> None:
     computed = 0
+    misses = {"cache": "hot", "result": "miss"}
+    arrived_at: float | None = None  # the miss count once every caller has missed; None: no barrier
 
     async def body(cache: ResilientCache) -> list[Any]:
         @cache.cached("hot", ttl=1, key="k")
         async def hot() -> dict[str, int]:
             nonlocal computed
             computed += 1
-            await asyncio.sleep(0.2)  # long enough for every caller to arrive while it computes
+            # The barrier: the computation holds until every caller has missed and gone on to the lock.
+            while arrived_at is not None and sample("cluster_cache_requests_total", misses) < arrived_at:
+                await asyncio.sleep(0.01)
             return {"n": computed}
 
         await hot()
@@ -113,6 +118,8 @@ def test_200_concurrent_callers_of_an_expired_key_compute_it_once(redis_url: str
             assert time.monotonic() < deadline
             await asyncio.sleep(0.05)
         before = computed
+        nonlocal arrived_at
+        arrived_at = sample("cluster_cache_requests_total", misses) + 200
         results = await asyncio.gather(*(hot() for _ in range(200)))
         assert computed - before == 1, f"{computed - before} computations for 200 callers"
         return results
