@@ -18,7 +18,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.support import ROOT, ClusterProcess, cli_env, free_port, http_get, wait_for
+from tests.support import ROOT, ClusterProcess, bad_start, cli_env, free_port, http_get, wait_for
 
 pytestmark = pytest.mark.integration
 # `cluster start` exits well inside this (server.boot_grace is 30 s); it only bounds a hang.
@@ -32,18 +32,6 @@ def leftovers(marker: str) -> list[psutil.Process]:
         if proc.pid != os.getpid() and marker in " ".join(proc.info["cmdline"] or []):
             found.append(proc)
     return found
-
-
-def bad_start(tmp_path: Path, *args: str, env: dict[str, str] | None = None,
-              state_dir: Path | None = None) -> tuple[subprocess.CompletedProcess[str], Path]:
-    state = state_dir or tmp_path / "state"
-    argv = ["start", *args, "--state-dir", str(state), "--workers", "1"]
-    if "--bind" not in args:
-        argv += ["--bind", f"127.0.0.1:{free_port()}"]
-    base = {"CLUSTER_METRICS_BIND": f"127.0.0.1:{free_port()}", "CLUSTER_REDIS_EMBEDDED": "false"}
-    done = subprocess.run([sys.executable, "-m", "cluster.cli", *argv], env=cli_env({**base, **(env or {})}),
-                          cwd=ROOT, capture_output=True, text=True, timeout=START_DEADLINE)
-    return done, state
 
 
 def long_state_dir(tmp_path: Path) -> Path:
@@ -74,7 +62,8 @@ BAD_STARTS: dict[str, tuple[list[str], dict[str, str], Any, int, str]] = {
 @pytest.mark.parametrize("case", list(BAD_STARTS))
 def test_a_start_that_cannot_succeed_exits_at_once_in_one_line(tmp_path: Path, case: str) -> None:
     args, env, make_dir, code, says = BAD_STARTS[case]
-    done, state = bad_start(tmp_path, *args, env=env, state_dir=make_dir(tmp_path) if make_dir else None)
+    state = make_dir(tmp_path) if make_dir else tmp_path / "state"
+    done = bad_start(state, *args, env=env, timeout=START_DEADLINE)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == code, done.stderr
     assert len(lines) == 1 and lines[0].startswith(("error: ", "config error: ")) and says in lines[0], lines
@@ -87,7 +76,7 @@ def test_a_port_in_use_exits_at_once_in_one_line(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        done, state = bad_start(tmp_path, "--bind", f"127.0.0.1:{port}")
+        done = bad_start(state := tmp_path / "state", "--bind", f"127.0.0.1:{port}", timeout=START_DEADLINE)
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1 and "cannot bind" in lines[0], lines
     assert leftovers(str(state)) == []
@@ -107,7 +96,8 @@ def test_config_check_with_app_runs_the_same_checks(tmp_path: Path) -> None:
 
 
 def test_an_app_that_fails_in_the_workers_ends_the_first_start(tmp_path: Path) -> None:
-    done, state = bad_start(tmp_path, "tests.apps.lifecycle:fails_in_workers()")
+    state = tmp_path / "state"
+    done = bad_start(state, "tests.apps.lifecycle:fails_in_workers()", timeout=START_DEADLINE)
     last = done.stderr.strip().splitlines()[-1]
     assert done.returncode == 1, done.stderr[-2000:]
     assert last.startswith("error: the HTTP tier did not start") and "no database in the workers" in last, last
