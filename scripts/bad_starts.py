@@ -7,7 +7,6 @@ and the last line it printed on stderr (the table in docs/lifecycle.md).
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -16,18 +15,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support import cli_env, free_port  # noqa: E402
+from tests.support import bad_start  # noqa: E402
 
 
 def run(name: str, args: list[str], env: dict[str, str] | None = None, state: Path | None = None) -> None:
-    state = state or WORK / name.replace(" ", "_") / "state"
-    argv = ["start", *args, "--state-dir", str(state), "--workers", "1"]
-    if "--bind" not in args:
-        argv += ["--bind", f"127.0.0.1:{free_port()}"]
-    base = {"CLUSTER_METRICS_BIND": f"127.0.0.1:{free_port()}", "CLUSTER_REDIS_EMBEDDED": "false"}
     started = time.monotonic()
-    done = subprocess.run([sys.executable, "-m", "cluster.cli", *argv], env=cli_env({**base, **(env or {})}),
-                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    done = bad_start(state or WORK / name.replace(" ", "_") / "state", *args, env=env)
     seconds = time.monotonic() - started
     lines = done.stderr.strip().splitlines()
     sys.stdout.write(f"| {name} | {done.returncode} | {seconds:.1f} | `{lines[-1] if lines else ''}` |\n")
