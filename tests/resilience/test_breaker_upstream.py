@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 
 from cluster.resilience.breaker import CircuitBreaker, CircuitOpen
 from cluster.resilience.breaker_policy import BreakerPolicy
-from tests.support import free_port
+from tests.support import free_port, run_async
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def test_breaker_transitions_driven_by_a_failing_upstream() -> None:
         return {"seen": seen}
 
     before = {to: transitions("test-upstream", to) for to in ("open", "half_open", "closed")}
-    result = asyncio.run(main())
+    result = run_async(main)
     assert result["seen"][0] == "open" and result["seen"][-2:] == ["half_open", "closed"]
     assert {to: transitions("test-upstream", to) - before[to] for to in before} == \
         {"open": 1, "half_open": 1, "closed": 1}

@@ -17,7 +17,7 @@ from prometheus_client import REGISTRY
 from cluster.config import Settings
 from tests.apps import resilient
 from tests.redis_fixture import RedisServer
-from tests.support import free_port
+from tests.support import free_port, run_async
 from cluster.workers.app import build_app
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def serve(settings: Settings, body: Callable[[str], Awaitable[Any]]) -> Any:
         finally:
             await runner.cleanup()
 
-    return asyncio.run(main())
+    return run_async(main)
 
 
 def settings_for(redis_url: str | None, **extra: Any) -> Settings:

@@ -11,6 +11,7 @@ import pytest
 from cluster.monitoring import channels as alert_channels
 from cluster.monitoring.alerts import AlertBook, Lifecycle, Thresholds
 from cluster.monitoring.channels import ChannelError, Dispatcher, Grouper, headline, parse_retry_after, retry_delay
+from tests.support import run_async
 
 
 def test_backoff_doubles_up_to_its_ceiling():
@@ -95,7 +96,7 @@ def test_a_429_is_retried_after_its_retry_after_and_a_stuck_channel_blocks_no_on
         await dispatcher.stop()
         return flaky, fine, dispatcher
 
-    flaky, fine, dispatcher = asyncio.run(scenario())
+    flaky, fine, dispatcher = run_async(scenario)
     assert len(flaky.received) == 1 and len(fine.received) == 1
     (item,) = flaky.received[0]["alerts"]
     assert item["alert"]["metric"] == "error_rate" and item["kind"] == "firing"
@@ -117,7 +118,7 @@ def test_gives_up_after_max_attempts(monkeypatch):
         await dispatcher.stop()
         return failing, dispatcher
 
-    failing, dispatcher = asyncio.run(scenario())
+    failing, dispatcher = run_async(scenario)
     assert dispatcher.failed["webhook"] == 1
     assert failing.received == [] and len(failing.failures) == 2
 
@@ -140,7 +141,7 @@ def test_a_full_queue_drops_its_oldest(monkeypatch):
         await dispatcher.stop()
         return queued, [item["alert"]["metric"] for m in channel.received for item in m["alerts"]]
 
-    queued, delivered = asyncio.run(scenario())
+    queued, delivered = run_async(scenario)
     assert queued == 2 and delivered == list(metrics[-2:])
 
 
@@ -159,7 +160,7 @@ def test_five_alerts_within_the_group_window_are_one_message_per_channel():
         await dispatcher.stop()
         return hook, text
 
-    hook, text = asyncio.run(scenario())
+    hook, text = run_async(scenario)
     assert len(hook.received) == 1 and len(text.received) == 1
     assert len(hook.received[0]["alerts"]) == 5
     assert hook.received[0]["summary"] == "5 alerts: 5 firing"
@@ -178,7 +179,7 @@ def test_a_refusal_is_not_retried():
         await dispatcher.stop()
         return refusing, dispatcher
 
-    refusing, dispatcher = asyncio.run(scenario())
+    refusing, dispatcher = run_async(scenario)
     assert dispatcher.failed["sms"] == 1 and len(refusing.failures) == 1
 
 
@@ -189,5 +190,5 @@ def test_a_note_goes_only_to_its_channels_and_the_log():
         dispatcher.publish(dataclasses.replace(one_note(), channels=("sms",)))
         return dispatcher.status()
 
-    status = asyncio.run(scenario())
+    status = run_async(scenario)
     assert {name: s["queued"] for name, s in status.items()} == {"log": 1, "webhook": 0, "sms": 1}

@@ -16,6 +16,7 @@ from cluster.queues.registry import JobSpec
 from cluster.queues.recovery import FORGET_IDLE_MS, claim_reason, forgettable
 from cluster.queues.stuck_jobs import overdue
 from cluster.queues.upkeep import due
+from tests.support import run_async
 
 
 def test_starts_split_into_due_and_young_and_finished_jobs_skip_the_running_mark() -> None:
@@ -89,7 +90,7 @@ def test_the_job_on_the_loop_is_the_one_whose_step_runs_and_none_between_steps()
         gates[0].set_result(None)
         await asyncio.gather(*(job.task for job in running.values() if job.task))
 
-    asyncio.run(main())
+    run_async(main)
     assert seen == [("job0", "0-0"), ("job1", "1-0"), ("outside", None), ("job1", "1-0"), ("job0", "0-0")]
 
 
@@ -121,5 +122,5 @@ def test_another_thread_sees_which_job_blocks_the_loop() -> None:
         gate.set_result(None)
         await running["1-0"].task  # type: ignore[misc]
 
-    asyncio.run(main())
+    run_async(main)
     assert answer == ["2-0"]

@@ -13,6 +13,7 @@ from cluster.dashboard.producer import CLOSED, Producer
 from cluster.dashboard.snapshot import rates, replica_changes, replicas_url
 from cluster.dashboard.web import _back
 from cluster.workers.admin_auth import AdminPolicy
+from tests.support import run_async
 
 TOKEN = "s3cret-token-of-16"
 HOST = {"Host": "127.0.0.1:8199"}
@@ -103,7 +104,7 @@ def test_ten_listeners_cost_one_build_and_one_render_per_page() -> None:
         producer.close()  # the supervisor stops: every stream ends, new ones end at once
         assert await open_box.get(1) == CLOSED and await producer.subscribe("alerts").get(1) == CLOSED
 
-    asyncio.run(scenario())
+    run_async(scenario)
 
 
 def test_queue_rates_come_from_counter_deltas() -> None:
@@ -154,7 +155,7 @@ def test_history_in_memory_is_bounded_and_read_by_time() -> None:
             await history.add_point({"at": float(at)})
         await history.add_event({"at": 4.0, "kind": "autoscale"})
 
-    asyncio.run(scenario())
+    run_async(scenario)
     assert [p["at"] for p in history.points(0)] == [2.0, 3.0, 4.0]
     assert [p["at"] for p in history.points(3.5)] == [4.0]
     assert history.events(4.0)[0]["kind"] == "autoscale" and history.backend == "memory"
@@ -219,7 +220,7 @@ def test_read_only_refuses_every_action_even_with_the_csrf_token() -> None:
                 answers.append((response.status, (await response.json())["error"]))
             return answers
 
-    for status, error in asyncio.run(scenario()):
+    for status, error in run_async(scenario):
         assert status == 403 and "read-only" in error
 
 

@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cluster.workers.gunicorn_worker import connections_closed
 from cluster.workers.middleware import request_middleware
 from cluster.workers.state import WORKER_STATE
+from tests.support import run_async
 
 
 async def hello(request: web.Request) -> web.Response:
@@ -32,7 +33,7 @@ def answers(draining: bool) -> list[tuple[int, str | None]]:
             finally:
                 WORKER_STATE.draining = False
 
-    return asyncio.run(scenario())
+    return run_async(scenario)
 
 
 def test_every_answer_of_a_draining_worker_closes_its_connection() -> None:
@@ -59,7 +60,7 @@ def test_the_drain_waits_until_the_last_connection_is_closed() -> None:
             await waiter
             return held, len(server.handler.connections)
 
-    assert asyncio.run(scenario()) == (1, 0)
+    assert run_async(scenario) == (1, 0)
 
 
 def test_the_drain_gives_up_after_its_timeout() -> None:
@@ -72,4 +73,4 @@ def test_the_drain_gives_up_after_its_timeout() -> None:
             await connections_closed(server.handler, timeout=0.2)
             return len(server.handler.connections)
 
-    assert asyncio.run(scenario()) == 1
+    assert run_async(scenario) == 1

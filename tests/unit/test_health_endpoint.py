@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
@@ -10,6 +9,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cluster.config import Settings
 from cluster.workers import endpoints
+from tests.support import run_async
 
 
 async def required_ok() -> tuple[str, dict[str, Any]]:
@@ -38,7 +38,7 @@ def health(*checks) -> tuple[int, dict[str, Any]]:
             response = await client.get("/health")
             return response.status, await response.json(content_type=None)
 
-    return asyncio.run(scenario())
+    return run_async(scenario)
 
 
 def test_a_saturated_host_is_reported_but_the_instance_still_serves():

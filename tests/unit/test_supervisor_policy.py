@@ -13,6 +13,7 @@ from cluster.supervisor.command_loop import CommandLoop
 from cluster.supervisor.health import HealthState
 from cluster.supervisor.scaling import WorkerRuntime, autoscaled, nudge, rescale
 from cluster.supervisor.worker_exits import ExitTally, as_requested
+from tests.support import run_async
 
 
 def test_the_arbiter_names_each_exit_by_what_it_knows() -> None:
@@ -120,7 +121,7 @@ def test_the_command_loop_runs_one_command_at_a_time_in_order() -> None:
         after = loop.submit(Work("closed"))
         return await first, await second, await asyncio.gather(bad, return_exceptions=True), late, after
 
-    first, second, (error,), late, after = asyncio.run(scenario())
+    first, second, (error,), late, after = run_async(scenario)
     assert (first, second) == ("A", "B") and isinstance(error, ValueError)
     assert trace == ["start a", "end a", "start b", "end b", "start bad", "end bad", "halt"]
     assert late.cancelled() and after.cancelled()

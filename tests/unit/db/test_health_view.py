@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -16,6 +15,7 @@ from cluster.db.health_view import MAX_BYTES, ViewError, ViewReader, encode_roun
 from cluster.db.hosts import HostSpec
 from cluster.db.probe import ProbeResult
 from cluster.db.router import Router
+from tests.support import run_async
 from tests.unit.db.test_health_rounds import MB, FakePool, primary, replica
 
 NAMES = ["p", "a", "b"]
@@ -166,7 +166,7 @@ def test_a_router_follows_the_view_probes_itself_while_it_is_stale_and_logs_each
         await router.next_round()
         assert probes(router) == 12 and router.status(pools=False)["health_source"] == "own probes"
 
-    asyncio.run(scenario())
+    run_async(scenario)
     switches = [r.getMessage() for r in caplog.records if "probing the database hosts" in r.getMessage()
                 or "following the supervisor" in r.getMessage()]
     assert len(switches) == 3, switches
@@ -190,7 +190,7 @@ def test_a_failed_request_takes_a_host_out_at_once_even_when_following_the_view(
         await router.next_round()
         assert router.routing.fresh_replicas == ("a", "b") and probes(router) == 0
 
-    asyncio.run(scenario())
+    run_async(scenario)
 
 
 def test_only_a_router_given_the_supervisors_view_follows_one() -> None:
