@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import psutil
@@ -21,7 +20,7 @@ from cluster.config import load
 from cluster.queues.client import SyncQueueClient
 from cluster.queues.keys import GROUP, QueueKeys
 from tests.redis_fixture import RedisServer
-from tests.support import ClusterProcess, free_port, http_get, wait_for
+from tests.support import ClusterProcess, RequestLoop, free_port, http_get, wait_for
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 JOBS = 2000
@@ -45,38 +44,6 @@ def haproxy_config(port: int, backends: list[int]) -> str:
             line = f"    server {name} 127.0.0.1:{next(servers)}"
         lines.append(line)
     return "\n".join(lines) + "\n"
-
-
-class Load:
-    """Client threads sending GET /ping through the proxy on fresh connections, counting outcomes."""
-
-    def __init__(self, url: str, threads: int = 2) -> None:
-        self.url = url
-        self.ok = 0
-        self.failed: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._run, daemon=True) for _ in range(threads)]
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                status, _, body = http_get(self.url, timeout=30)
-                if status == 200:
-                    self.ok += 1
-                else:
-                    self.failed.append(f"{status} {body[:80]!r}")
-            except OSError as exc:
-                self.failed.append(repr(exc))
-
-    def __enter__(self) -> "Load":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(60)
 
 
 def _restart(host: ClusterProcess) -> None:
@@ -122,14 +89,14 @@ def test_two_hosts_behind_haproxy(tmp_path: Path) -> None:
         wait_for(lambda: proxy.poll() is None and http_get(url, timeout=5)[0] == 200, 60, 0.2, "the proxy to serve")
 
         # 1. a host stopped and started again under load
-        with Load(url) as load:
+        with RequestLoop(url, threads=2) as load:
             wait_for(lambda: load.ok >= 50, 60, 0.05, "requests before the stop")
             _restart(hosts[0])
             before = load.ok
             wait_for(lambda: load.ok >= before + 200, 120, 0.1, "requests after the restart")
-        print(f"\ntwo hosts, one restarted under load: {load.ok} requests ok, {len(load.failed)} failed "
-              f"through the proxy {load.failed[:3]}")
-        assert load.failed == []
+        print(f"\ntwo hosts, one restarted under load: {load.ok} requests ok, {len(load.failures)} failed "
+              f"through the proxy {load.failures[:3]}")
+        assert load.failures == []
 
         # 2. jobs on both hosts; host b killed with -9 midway
         settings = load_settings(redis_server.url)
