@@ -25,7 +25,7 @@ except PackageNotFoundError:  # a source checkout that was never installed
 _EXPORTS = {
     # jobs
     "job": "queues.registry", "enqueue": "queues.api", "enqueue_sync": "queues.api",
-    "enqueue_many": "queues.api", "enqueue_many_sync": "queues.api", "current_job": "queues.context",
+    "enqueue_many": "queues.api", "enqueue_many_sync": "queues.api", "enqueue_unique": "queues.api", "current_job": "queues.context",
     "JobRequest": "queues.enqueue_plan", "JobContext": "queues.context", "Enqueued": "queues.enqueue_plan",
     "QueueFull": "queues.enqueue_plan", "EnqueueUnknown": "queues.enqueue_plan", "QueueUnavailable": "queues.connection",
     "JobTimeout": "queues.execute", "UnknownJob": "queues.registry",

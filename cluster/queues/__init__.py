@@ -22,7 +22,7 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
-    "configure": "api", "enqueue": "api", "enqueue_sync": "api", "enqueue_many": "api", "enqueue_many_sync": "api",
+    "configure": "api", "enqueue": "api", "enqueue_sync": "api", "enqueue_many": "api", "enqueue_many_sync": "api", "enqueue_unique": "api",
     "JobRequest": "enqueue_plan", "Enqueued": "enqueue_plan", "EnqueueUnknown": "enqueue_plan", "QueueClient": "client",
     "QueueFull": "enqueue_plan", "SyncQueueClient": "client", "QueueUnavailable": "connection",
     "JobContext": "context", "current_job": "context", "JobTimeout": "execute",

@@ -71,14 +71,14 @@ def test_one_job_while_queued_and_a_new_one_once_it_is_done(make_settings: Calla
     settings = make_settings()
 
     async def test(client: QueueClient) -> None:
-        first = await enqueue_unique(name, f"k-{name}", client=client)
-        again = await enqueue_unique(name, f"k-{name}", client=client)
-        other = await enqueue_unique(name, f"other-{name}", client=client)  # other arguments: another key
+        first = await enqueue_unique(client, name, f"k-{name}")
+        again = await enqueue_unique(client, name, f"k-{name}")
+        other = await enqueue_unique(client, name, f"other-{name}")  # other arguments: another key
         assert first.created and not again.created and other.created
         assert again.id == first.id and again.state == "queued" and other.id != first.id
         await consume_until(settings, ["low"], _state(first.id, "done"))
         await consume_until(settings, ["low"], _lock_gone(first.id))  # freed by the job, before its ack
-        after = await enqueue_unique(name, f"k-{name}", client=client)
+        after = await enqueue_unique(client, name, f"k-{name}")
         assert after.created and after.id != first.id
 
     _run(settings, test)
@@ -88,12 +88,12 @@ def test_a_dead_job_frees_its_key_and_a_retried_one_keeps_it(make_settings: Call
     settings = make_settings(backoff_base=0.5, backoff_max=1.0)
 
     async def test(client: QueueClient) -> None:
-        first = await enqueue_unique("unique-test.fails", "dead", client=client)
+        first = await enqueue_unique(client, "unique-test.fails", "dead")
         await consume_until(settings, ["low"], _state(first.id, "retrying"))
-        during_retry = await enqueue_unique("unique-test.fails", "dead", client=client)
+        during_retry = await enqueue_unique(client, "unique-test.fails", "dead")
         assert during_retry.id == first.id and not during_retry.created
         await consume_until(settings, ["low"], _state(first.id, "dead"))
-        after = await enqueue_unique("unique-test.fails", "dead", client=client)
+        after = await enqueue_unique(client, "unique-test.fails", "dead")
         assert after.created and after.id != first.id
 
     _run(settings, test)
@@ -103,13 +103,13 @@ def test_the_ttl_frees_the_key_of_a_job_still_queued(make_settings: Callable[...
     settings = make_settings()
 
     async def test(client: QueueClient) -> None:
-        first = await enqueue_unique("unique-test.record", "ttl", unique_for=0.2, unique_key="ttl-key", client=client)
+        first = await enqueue_unique(client, "unique-test.record", "ttl", unique_for=0.2, unique_key="ttl-key")
         lock = QueueKeys("low").unique("ttl-key")
         assert await client.redis.get(lock) == first.id
         while await client.redis.exists(lock):  # the TTL, not the job (no consumer runs it), frees it
             await asyncio.sleep(0.05)
         assert (await client.get_job(first.id))["state"] == "queued"
-        second = await enqueue_unique("unique-test.record", "ttl", unique_for=60, unique_key="ttl-key", client=client)
+        second = await enqueue_unique(client, "unique-test.record", "ttl", unique_for=60, unique_key="ttl-key")
         assert second.created and second.id != first.id
 
     _run(settings, test)
@@ -121,7 +121,7 @@ def test_concurrent_enqueues_make_one_job(make_settings: Callable[..., Settings]
     async def test(client: QueueClient) -> None:
         clients = [QueueClient(settings) for _ in range(5)]  # several connections, so the calls interleave
         try:
-            outcomes = await asyncio.gather(*(enqueue_unique("unique-test.record", "race", client=clients[i % 5])
+            outcomes = await asyncio.gather(*(enqueue_unique(clients[i % 5], "unique-test.record", "race")
                                               for i in range(50)))
         finally:
             for extra in clients:
@@ -137,9 +137,9 @@ def test_a_refused_enqueue_frees_the_key(make_settings: Callable[..., Settings])
 
     async def test(client: QueueClient) -> None:
         with pytest.raises(ValueError):
-            await enqueue_unique("unique-test.record", "x" * 200, unique_key="refused", client=client)
+            await enqueue_unique(client, "unique-test.record", "x" * 200, unique_key="refused")
         assert not await client.redis.exists(QueueKeys("low").unique("refused"))
-        ok = await enqueue_unique("unique-test.record", "small", unique_key="refused", client=client)
+        ok = await enqueue_unique(client, "unique-test.record", "small", unique_key="refused")
         assert ok.created
 
     _run(settings, test)
@@ -148,10 +148,35 @@ def test_a_refused_enqueue_frees_the_key(make_settings: Callable[..., Settings])
 def test_unique_needs_a_ttl(make_settings: Callable[..., Settings]) -> None:
     async def test(client: QueueClient) -> None:
         with pytest.raises(ValueError, match="not unique"):
-            await enqueue_unique("unique-test.plain", client=client)
+            await enqueue_unique(client, "unique-test.plain")
         with pytest.raises(ValueError, match="unique_for must be"):
-            await enqueue_unique("unique-test.plain", unique_for=0, client=client)
+            await enqueue_unique(client, "unique-test.plain", unique_for=0)
 
     _run(make_settings(), test)
     with pytest.raises(ValueError, match="unique_for must be"):
         job("unique-test.never", unique_for=-1)
+
+
+def test_the_public_enqueue_honours_a_unique_job_and_enqueue_sync_refuses_it(
+        make_settings: Callable[..., Settings]) -> None:
+    """`cluster.enqueue` takes the unique path for a job registered with unique_for; a job_id given
+    by the caller is its own dedup and bypasses it."""
+    from cluster import enqueue, enqueue_sync
+    from cluster.queues import api
+
+    settings = make_settings()
+
+    async def test(client: QueueClient) -> None:
+        api.configure(settings, client)
+        first = await enqueue("unique-test.record", "public")
+        again = await enqueue("unique-test.record", "public")
+        assert first.created and not again.created and again.id == first.id
+        named = await enqueue("unique-test.record", "public", job_id="caller-chose-this-id")
+        assert named.created and named.id == "caller-chose-this-id"
+
+    try:
+        _run(settings, test)
+        with pytest.raises(ValueError, match="unique"):
+            enqueue_sync("unique-test.record", "public")
+    finally:
+        api.configure(settings, None)
