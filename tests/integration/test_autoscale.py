@@ -14,7 +14,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.exposition import generate_latest
 
-from tests.support import ClusterProcess, http_get, wait_for
+from tests.support import ClusterProcess, RequestLoop, http_get, wait_for
 
 APP = "tests.apps.burn:create_app()"
 # Short intervals for the test; the machine's CPU guard is lifted because the
@@ -38,47 +38,6 @@ FAST = {
 pytestmark = pytest.mark.integration
 
 
-class RequestLoop:
-    """Threads requesting paths until stopped; every failure is kept."""
-
-    def __init__(self, base: str, paths: list[str]) -> None:
-        self.base = base
-        self.paths = paths
-        self.stop_event = threading.Event()
-        self.ok = 0
-        self.failures: list[str] = []
-        self.pids: set[int] = set()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(p,), daemon=True) for p in paths]
-
-    def _run(self, path: str) -> None:
-        while not self.stop_event.is_set():
-            try:
-                status, _, body = http_get(self.base + path, timeout=60)
-            except Exception as exc:  # a refused or reset connection is what this loop looks for
-                with self._lock:
-                    self.failures.append(f"{path}: {type(exc).__name__}: {exc}")
-                continue
-            with self._lock:
-                if status == 200:
-                    self.ok += 1
-                    pid = json.loads(body).get("pid") if path != "/ping" else None
-                    if pid:
-                        self.pids.add(pid)
-                else:
-                    self.failures.append(f"{path}: HTTP {status} {body[:200]!r}")
-
-    def __enter__(self) -> "RequestLoop":
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop_event.set()
-        for thread in self._threads:
-            thread.join(90)
-
-
 def autoscaler(cluster: ClusterProcess) -> dict[str, Any]:
     return cluster.status()["autoscaler"]
 
@@ -99,14 +58,14 @@ def test_cpu_load_scales_up_from_min_and_back_to_min_with_no_failed_request(
     cluster = cluster_factory(APP, "--min-workers", "1", "--max-workers", "3", env=FAST)
     assert autoscaler(cluster)["current"] == 1
 
-    with RequestLoop(cluster.url, ["/burn?ms=100"] * 4) as load:
+    with RequestLoop(cluster.url, ["/burn?ms=100"] * 4, timeout=60) as load:
         scaled = wait_for(lambda: (a := autoscaler(cluster))["events"]["up"] >= 1 and a["current"] >= 2 and a,
                           120, 0.5, "a scale-up under CPU load")
     assert load.failures == []
     assert scaled["target"] >= 2 and scaled["last_change"]["direction"] == "up"
 
     # Requests stay in flight (without CPU) on the workers being retired.
-    with RequestLoop(cluster.url, ["/sleep?ms=200"] * 3) as light:
+    with RequestLoop(cluster.url, ["/sleep?ms=200"] * 3, timeout=60) as light:
         back = wait_for(
             lambda: (a := autoscaler(cluster))["current"] == 1 and a["target"] == 1 and a["events"]["down"] >= 1 and a,
             120, 0.5, "the workers to return to min once the load stops",
