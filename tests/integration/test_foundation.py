@@ -11,35 +11,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support import ClusterProcess, http_get, run_cli, wait_for
+from tests.support import ClusterProcess, RequestLoop, http_get, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
-
-
-class RequestLoop(threading.Thread):
-    """Requests on fresh connections until stopped (bounded by ``limit``); counts failures."""
-
-    def __init__(self, url: str, limit: int = 20000) -> None:
-        super().__init__(daemon=True)
-        self.url, self.limit = url, limit
-        self.ok = 0
-        self.failures: list[str] = []
-        self._stop_flag = threading.Event()
-
-    def run(self) -> None:
-        while not self._stop_flag.is_set() and self.ok + len(self.failures) < self.limit:
-            try:
-                status, _, _ = http_get(self.url, timeout=30)
-                if status == 200:
-                    self.ok += 1
-                else:
-                    self.failures.append(f"status {status}")
-            except Exception as exc:
-                self.failures.append(repr(exc))
-
-    def finish(self) -> None:
-        self._stop_flag.set()
-        self.join(60)
 
 
 def test_serves_builtin_endpoints_with_request_ids(cluster_factory) -> None:
@@ -109,13 +83,13 @@ def test_status_lists_the_processes(cluster_factory) -> None:
 def test_killed_worker_is_replaced_and_the_port_keeps_answering(cluster_factory) -> None:
     c = cluster_factory(workers=2)
     before = c.worker_pids()
-    loop = RequestLoop(c.url + "/ping")
+    loop = RequestLoop(c.url + "/ping", limit=20000)
     loop.start()
     os.kill(before[0], signal.SIGKILL)
     after = wait_for(lambda: (lambda p: p if len(p) == 2 and before[0] not in p else None)(c.worker_pids()),
                      60, 0.2, "a replacement worker")
     wait_for(lambda: http_get(c.url + "/ping")[0] == 200, 30)
-    loop.finish()
+    loop.stop()
     assert before[1] in after and loop.ok > 0
     # A request on a connection the killed worker held can fail; the port itself must keep
     # answering: the loop went on succeeding after the kill.
@@ -139,7 +113,7 @@ def test_reload_during_a_request_loop_loses_nothing(cluster_factory, tmp_path: P
         wait_for(lambda: not (set(c.worker_pids()) & before) and len(c.worker_pids()) == 2, 90, 0.2,
                  "every worker to be replaced")
     slow.join(60)
-    loop.finish()
+    loop.stop()
     assert loop.failures == [] and loop.ok > 0
     assert slow_result["r"][0] == 200, "the in-flight request must finish during a reload"
     assert c.status()["workers"]["target"] == 2
