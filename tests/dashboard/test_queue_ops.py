@@ -14,6 +14,7 @@ import redis.asyncio
 from cluster.dashboard import queue_ops
 from cluster.queues.envelope import FIELD, Envelope
 from cluster.queues.keys import QueueKeys
+from tests.support import run_async
 
 T = TypeVar("T")
 HIGH = QueueKeys("high")
@@ -27,7 +28,7 @@ def run(redis_url: str, action: Callable[[redis.asyncio.Redis], Awaitable[T]]) -
         finally:
             await client.aclose()
 
-    return asyncio.run(main())
+    return run_async(main)
 
 
 def dead_fields(index: int, name: str) -> dict[str, Any]:

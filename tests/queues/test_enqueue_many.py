@@ -20,6 +20,7 @@ from cluster.queues.registry import UnknownJob
 from tests.queues.helpers import consume_until
 from cluster.workers.app import build_app
 from cluster.workers.queues_api import CLIENT, MAX_BATCH_JOBS
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -54,7 +55,7 @@ def test_a_batch_gives_each_job_its_own_outcome(make_settings: Callable[..., Set
         assert sorted(seen) == ["a", "c", "first"]
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_the_sync_batch_enqueues_every_job_once(make_settings: Callable[..., Settings]) -> None:
@@ -182,7 +183,7 @@ def test_a_large_batch_goes_in_chunks_in_one_round_trip(make_settings: Callable[
         assert await client.redis.hget(QueueKeys("medium").stats, "enqueued") == str(count + 1)
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_flushed_script_is_loaded_again(make_settings: Callable[..., Settings]) -> None:
@@ -211,7 +212,7 @@ def test_a_flushed_script_is_loaded_again(make_settings: Callable[..., Settings]
         assert all(o.state == "queued" for o in outcomes)
         await aclient.close()
 
-    asyncio.run(single_async_enqueues())
+    run_async(single_async_enqueues)
     assert client.redis.xlen(QueueKeys("medium").stream) == 47
     client.close()
 
@@ -230,7 +231,7 @@ def test_replicas_that_do_not_confirm_leave_each_job_unknown(make_settings: Call
             await client.enqueue("tests.queues.jobs.add", 1, 1, job_id="w-2")
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_http_takes_a_list_of_jobs(make_settings: Callable[..., Settings]) -> None:
@@ -270,7 +271,7 @@ def test_http_takes_a_list_of_jobs(make_settings: Callable[..., Settings]) -> No
                 assert refused.status == 400 and says in answer["error"], answer
             assert await app[CLIENT].redis.xlen(QueueKeys("medium").stream) == before, "a malformed list adds nothing"
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_http_job_lists_answer_only_an_admin(make_settings: Callable[..., Settings]) -> None:
@@ -289,4 +290,4 @@ def test_http_job_lists_answer_only_an_admin(make_settings: Callable[..., Settin
                 "X-Forwarded-For": "203.0.113.9", "Authorization": "Bearer s3cret-token-of-16+"})
             assert admitted.status == 200 and (await admitted.json())["created"] == 1
 
-    asyncio.run(main())
+    run_async(main)

@@ -29,7 +29,7 @@ from cluster.config import Settings
 from cluster.queues.client import SyncQueueClient
 from cluster.queues.keys import QueueKeys
 from cluster.queues.policy import lease_seconds
-from tests.support import ClusterProcess, cli_env, wait_for
+from tests.support import ClusterProcess, cli_env, run_async, wait_for
 
 pytestmark = pytest.mark.integration
 POOLS = {"QUEUE_HIGH_WORKERS": "1", "QUEUE_MEDIUM_WORKERS": "1", "QUEUE_LOW_WORKERS": "0",
@@ -169,7 +169,7 @@ def test_a_pool_starts_the_spawned_way_when_no_fork_server_gets_ready(
         finally:
             await asyncio.gather(pool.stop(), server.stop())
 
-    assert asyncio.run(main()), "the pool was spawned (an asyncio subprocess), not forked"
+    assert run_async(main), "the pool was spawned (an asyncio subprocess), not forked"
     assert any("starting it as a fresh interpreter instead" in r.getMessage() for r in caplog.records)
 
 
@@ -208,5 +208,5 @@ def test_a_pool_stopped_while_it_waits_for_the_fork_server_starts_nothing(
         finally:
             await server.stop()
 
-    asyncio.run(main())
+    run_async(main)
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR], "a stop is not a failed start"

@@ -20,7 +20,7 @@ from redis.exceptions import DataError, NoScriptError, OutOfMemoryError, Respons
 from cluster.queues.connection import async_client
 from cluster.queues.multiplexed import MultiplexedRedis, handshake, shares_connection
 from cluster.queues.resp import encode_command, reply_error
-from tests.support import free_port, wait_for
+from tests.support import free_port, run_async, wait_for
 
 HANG_GUARD = 30  # s: only a lane that lost a reply (or a blocked connection) gets near it
 
@@ -76,7 +76,7 @@ def test_concurrent_commands_get_their_own_replies_over_one_connection(redis_url
             # DUMP's reply is bytes (redis-py's NEVER_DECODE), not text
             assert await client.dump("k1") == redis.Redis.from_url(redis_url).dump("k1")
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_an_error_reply_goes_to_its_caller_only(redis_url: str) -> None:
@@ -96,7 +96,7 @@ def test_an_error_reply_goes_to_its_caller_only(redis_url: str) -> None:
             await client.script_flush()
             assert await script(keys=["a"], args=[10]) == 14  # NOSCRIPT reaches the script object, which loads it
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_cancelled_caller_leaves_the_others_their_replies(redis_url: str) -> None:
@@ -115,7 +115,7 @@ def test_a_cancelled_caller_leaves_the_others_their_replies(redis_url: str) -> N
                         await task
             assert await asyncio.gather(*(client.get(f"k{i}") for i in range(100))) == [str(i) for i in range(100)]
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_blocking_command_holds_up_no_one(redis_url: str) -> None:
@@ -128,7 +128,7 @@ def test_a_blocking_command_holds_up_no_one(redis_url: str) -> None:
             await asyncio.wait_for(client.rpush("list", "x"), HANG_GUARD)
             assert await asyncio.wait_for(waiting, HANG_GUARD) == ("list", "x")
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_commands_on_a_killed_connection_are_sent_again_and_a_new_one_opens(redis_url: str) -> None:
@@ -145,7 +145,7 @@ def test_commands_on_a_killed_connection_are_sent_again_and_a_new_one_opens(redi
             [fresh] = connections_last_running(redis_url, "decrby")
             assert fresh["id"] != lane["id"]
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_without_redis_a_command_fails_with_a_connection_error() -> None:
@@ -154,7 +154,7 @@ def test_without_redis_a_command_fails_with_a_connection_error() -> None:
             with pytest.raises(RedisConnectionError):
                 await asyncio.wait_for(client.incr("a"), HANG_GUARD)
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def spread(client: redis.asyncio.Redis) -> list[Callable[[], Awaitable[Any]]]:
@@ -222,7 +222,7 @@ def test_replies_equal_redis_pys_own(redis_url: str, decode: bool, protocol: dic
         assert isinstance(expected[10], dict) and isinstance(expected[16], set) and isinstance(expected[32], bytes)
         assert expected[1] == ("héllo" if decode else "héllo".encode())
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_noscript_reaches_the_script_object_which_loads_the_script_and_retries(redis_url: str) -> None:
@@ -235,7 +235,7 @@ def test_noscript_reaches_the_script_object_which_loads_the_script_and_retries(r
             assert on_shared_connection(client)
             assert await client.script_exists(script.sha) == [True]
 
-    asyncio.run(main())
+    run_async(main)
 
 
 @pytest.fixture(scope="module")
@@ -290,7 +290,7 @@ def test_the_shared_connection_logs_in_selects_the_database_and_names_itself(
         finally:
             await wrong.aclose(close_connection_pool=True)
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_replies_in_flight_on_a_killed_connection_come_back_on_a_new_one(redis_url: str) -> None:
@@ -313,7 +313,7 @@ def test_replies_in_flight_on_a_killed_connection_come_back_on_a_new_one(redis_u
             assert on_shared_connection(client)
             assert first["id"] not in {c["id"] for c in connections_last_running(redis_url, "set")}
 
-    asyncio.run(main())
+    run_async(main)
 
 
 @pytest.mark.skipif(shutil.which("redis-sentinel") is None, reason="redis-sentinel is needed (scripts/install-system-deps)")
@@ -343,7 +343,7 @@ def test_through_sentinel_the_shared_connection_goes_to_the_master_it_names(tmp_
                 await client.aclose()
                 await pooled.aclose()
 
-        asyncio.run(main())
+        run_async(main)
         assert master.get("n") == "20"  # database 2 of the master
     finally:
         for proc in procs:

@@ -13,6 +13,7 @@ from cluster.config import Settings
 from cluster.queues.client import QueueClient
 from cluster.queues.consumer import Consumer
 from cluster.queues.keys import GROUP, QueueKeys
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +77,7 @@ def test_an_entry_read_as_the_queue_is_paused_is_held_past_the_lease_and_runs_on
             await task
             await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_consumer_stopped_while_holding_for_a_pause_puts_the_entry_back_without_a_crash(
@@ -94,4 +95,4 @@ def test_a_consumer_stopped_while_holding_for_a_pause_puts_the_entry_back_withou
         assert await client.redis.lrange("paused:stop", 0, -1) == []
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)

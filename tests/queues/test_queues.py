@@ -15,6 +15,7 @@ from cluster.queues.client import QueueClient, QueueFull, SyncQueueClient
 from cluster.queues.keys import QueueKeys
 from cluster.queues.registry import UnknownJob
 from tests.queues.helpers import consume_until
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +40,7 @@ def test_sync_and_async_handlers_run_and_store_results(make_settings: Callable[.
         assert await client.redis.xlen(QueueKeys("medium").stream) == 0, "acknowledged entries are deleted"
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_priority_isolation_high_jobs_pass_a_background_flood(make_settings: Callable[..., Settings]) -> None:
@@ -63,7 +64,7 @@ def test_priority_isolation_high_jobs_pass_a_background_flood(make_settings: Cal
         assert sorted(v for v in order if v.startswith("hi")) == sorted(f"hi{i}" for i in range(10))
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_timeout_then_retries_then_dead_letter(make_settings: Callable[..., Settings]) -> None:
@@ -87,7 +88,7 @@ def test_timeout_then_retries_then_dead_letter(make_settings: Callable[..., Sett
         assert (status["failed"], status["retried"], status["dead"]) == (3, 2, 1)
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_backoff_grows_between_attempts_and_job_then_succeeds(make_settings: Callable[..., Settings]) -> None:
@@ -110,7 +111,7 @@ def test_backoff_grows_between_attempts_and_job_then_succeeds(make_settings: Cal
         assert (await client.get_job(queued.id))["result"] == 4
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_full_queue_rejects_and_loses_nothing(make_settings: Callable[..., Settings]) -> None:
@@ -132,7 +133,7 @@ def test_full_queue_rejects_and_loses_nothing(make_settings: Callable[..., Setti
         assert (await client.enqueue("tests.queues.jobs.mark", "full", "after")).created
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_malformed_entries_go_to_dead_letter_and_the_consumer_survives(make_settings: Callable[..., Settings]) -> None:
@@ -159,7 +160,7 @@ def test_malformed_entries_go_to_dead_letter_and_the_consumer_survives(make_sett
         assert await client.redis.xlen(stream) == 0
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_delayed_jobs_run_after_their_time_and_not_before(make_settings: Callable[..., Settings]) -> None:
@@ -188,7 +189,7 @@ def test_delayed_jobs_run_after_their_time_and_not_before(make_settings: Callabl
         assert job["finished_at"] >= before + 1.5
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_idempotent_enqueue_and_unknown_names(make_settings: Callable[..., Settings]) -> None:
@@ -206,7 +207,7 @@ def test_idempotent_enqueue_and_unknown_names(make_settings: Callable[..., Setti
             await client.enqueue("tests.queues.jobs.add", object(), 1)
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_results_expire(make_settings: Callable[..., Settings]) -> None:
@@ -229,7 +230,7 @@ def test_results_expire(make_settings: Callable[..., Settings]) -> None:
         await consume_until(settings, [], gone, timeout=30)
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_result_that_is_not_json_fails_the_job_at_once_and_an_empty_priority_is_refused(
@@ -252,7 +253,7 @@ def test_a_result_that_is_not_json_fails_the_job_at_once_and_an_empty_priority_i
         assert await client.redis.zcard(QueueKeys("medium").delayed) == 0 and await client.dead_entries() == []
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_single_enqueues_in_a_crowd_and_after_their_connections_are_killed(
@@ -282,7 +283,7 @@ def test_single_enqueues_in_a_crowd_and_after_their_connections_are_killed(
             await admin.aclose()
             await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_long_job_is_marked_running_with_its_consumer_and_start(make_settings: Callable[..., Settings]) -> None:
@@ -303,4 +304,4 @@ def test_a_long_job_is_marked_running_with_its_consumer_and_start(make_settings:
         assert before <= view["started_at"] <= started, "the start is when the consumer took the job"
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)

@@ -21,7 +21,7 @@ from cluster.queues.policy import lease_seconds
 from cluster.queues.pool import EXIT_DIED
 from tests.queues.helpers import consume_until
 from tests.redis_fixture import RedisServer
-from tests.support import wait_for
+from tests.support import run_async, wait_for
 from cluster.workers.app import build_app
 
 pytestmark = pytest.mark.integration
@@ -121,7 +121,7 @@ def test_a_poisoned_entry_is_dead_lettered_and_the_next_job_runs(make_settings: 
         assert entry["reason"] == "undecodable" and "RecursionError" in entry["error"]
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_redis_frozen_during_an_enqueue_the_answer_names_the_id_and_a_retry_runs_once(
@@ -160,7 +160,7 @@ def test_redis_frozen_during_an_enqueue_the_answer_names_the_id_and_a_retry_runs
         assert await client.redis.xlen(QueueKeys("high").stream) == 0
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_a_consumer_loop_that_dies_ends_the_process_with_a_log_line(

@@ -14,7 +14,7 @@ from cluster.config import Settings
 from cluster.queues.client import QueueClient
 from cluster.queues.connection import QueueUnavailable
 from tests.queues.helpers import consume_until
-from tests.support import free_port, run_cli
+from tests.support import free_port, run_async, run_cli
 from cluster.workers.app import build_app
 
 pytestmark = pytest.mark.integration
@@ -54,7 +54,7 @@ def test_cli_enqueue_and_dead_letter_requeue_and_purge(make_settings: Callable[.
         assert (await client.get_job(add_id))["result"] == 42
         await client.close()
 
-    asyncio.run(run_all())
+    run_async(run_all)
     listed = json.loads(run_cli("queues", "dead", "--json", "--state-dir", state).stdout)
     assert [(e["job_id"], e["reason"]) for e in listed] == [(failing["id"], "retries exhausted")]
     assert "this job always fails" in listed[0]["error"] and "Traceback" in listed[0]["traceback"]
@@ -116,7 +116,7 @@ def test_http_tier_with_the_queue_tier_off_says_so() -> None:
             response = await client.post("/api/enterprise/jobs", json={"name": "tests.queues.jobs.add"})
             assert response.status == 503 and "off" in (await response.json())["error"]
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_enqueue_while_redis_is_down_fails_clearly() -> None:
@@ -128,7 +128,7 @@ def test_enqueue_while_redis_is_down_fails_clearly() -> None:
             await client.enqueue("tests.queues.jobs.add", 1, 2)
         await client.close()
 
-    asyncio.run(main())
+    run_async(main)
 
 
 def test_health_fails_for_a_queue_with_work_and_no_live_consumer(make_settings: Callable[..., Settings]) -> None:
@@ -150,4 +150,4 @@ def test_health_fails_for_a_queue_with_work_and_no_live_consumer(make_settings: 
             [check] = (await response.json())["checks"]["queues"]
             assert response.status == 503 and check["status"] == "fail" and "'medium'" in check["output"], check
 
-    asyncio.run(main())
+    run_async(main)
