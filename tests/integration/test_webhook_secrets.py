@@ -13,7 +13,7 @@ from aiohttp import web
 
 from cluster.monitoring.alerts import AlertBook, Lifecycle, Thresholds
 from cluster.monitoring.channels import Dispatcher, WebhookChannel
-from tests.support import run_cli
+from tests.support import run_async, run_cli
 
 pytestmark = pytest.mark.integration
 SECRETS = ("T0SECRET1", "B0SECRET2", "XoXoSecretPart3", "AzureCode4")
@@ -70,7 +70,7 @@ def test_a_channel_error_body_echoing_the_url_is_logged_masked(caplog: pytest.Lo
         return failed
 
     with caplog.at_level(logging.INFO, logger="cluster.monitoring.alerts"):
-        failed = asyncio.run(scenario())
+        failed = run_async(scenario)
     assert list(failed.values()) == [1, 1]  # each receiver refused once, for good (404)
     refusals = [r.getMessage() for r in caplog.records if "refused a notification" in r.getMessage()]
     assert len(refusals) == 2 and all("404" in line and "127.0.0.1" in line for line in refusals), refusals

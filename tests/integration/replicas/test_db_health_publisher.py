@@ -13,6 +13,7 @@ from cluster.config import Settings
 from cluster.db.health_view import VIEW_FILE, parse_round
 from cluster.db.router import router_from_settings
 from tests.pg_fixture import PgCluster
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -46,7 +47,7 @@ def test_one_round_is_published_before_start_returns_and_the_routers_follow_it(
         finally:
             await component.stop()
 
-    published, source = asyncio.run(scenario())
+    published, source = run_async(scenario)
     assert published == {pg_cluster.host("primary"): (True, False),
                          **{pg_cluster.host(r["name"]): (True, True) for r in pg_cluster.replicas}}
     assert source == "supervisor"

@@ -15,6 +15,7 @@ import pytest
 from cluster.observability.context import read_your_writes_var
 from tests.pg_fixture import PgCluster
 from cluster.db import router_from_settings
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 READ_TIMEOUT = 1.0
@@ -83,7 +84,7 @@ def test_a_frozen_replica_under_read_load_is_ejected_and_reads_keep_flowing(pg_c
 
     read_your_writes_var.set(None)
     try:
-        result = asyncio.run(main())
+        result = run_async(main)
     finally:
         freeze(node_processes(pg_cluster, "replica2"), signal.SIGCONT)
         pg_cluster.restore()

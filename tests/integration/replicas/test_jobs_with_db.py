@@ -6,7 +6,6 @@ replica, so a read that lands on one cannot see a fresh write.
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
 
@@ -20,6 +19,7 @@ from tests.pg_fixture import PgCluster
 from tests.queues.helpers import consume_until
 from tests.redis_fixture import redis_server, redis_url  # noqa: F401  (fixtures)
 from cluster.db import router_from_settings
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -70,7 +70,7 @@ def run_job(settings: Settings, name: str, value: str, token_from_write: bool) -
             await router.close()
 
     read_your_writes_var.set(None)
-    return asyncio.run(main())
+    return run_async(main)
 
 
 def test_a_job_reads_its_own_write_through_ctx_db(paused: PgCluster, redis_url: str) -> None:  # noqa: F811

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from cluster.config import Settings
 from cluster.observability.context import read_your_writes_var
 from tests.pg_fixture import PgCluster
-from tests.support import wait_for
+from tests.support import run_async, wait_for
 from cluster.db import PrimaryUnavailable, Router, router_from_settings
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ def run(cluster: PgCluster, body: Callable[[Router], Awaitable[Any]], settings: 
             await router.close()
 
     read_your_writes_var.set(None)
-    return asyncio.run(main())
+    return run_async(main)
 
 
 async def read_port(router: Router) -> int:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable
 
@@ -12,7 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from cluster.config import Settings
 
 from tests.pg_fixture import PgCluster
-from tests.support import ClusterProcess, http_get, run_cli, wait_for
+from tests.support import ClusterProcess, http_get, run_async, run_cli, wait_for
 from cluster.workers.app import build_app
 from cluster.workers.db_routes import DB_KEY
 
@@ -73,7 +72,7 @@ def test_without_a_database_the_router_is_off_and_health_leaves_it_out() -> None
             response = await client.get("/api/enterprise/replicas/status")
             return health, response.status, await response.json()
 
-    health, code, status = asyncio.run(main())
+    health, code, status = run_async(main)
     assert "database" not in health["checks"] and "worker" in health["checks"]
     assert code == 200 and status["enabled"] is False
     result = run_cli("replicas", "status", "--probe", env={"DATABASE_URL": ""})
