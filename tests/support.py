@@ -4,6 +4,7 @@ that must fail, background HTTP load, and running async test bodies."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -27,6 +28,16 @@ T = TypeVar("T")
 def run_async(body: Callable[[], Awaitable[T]]) -> T:
     """Run ``body()`` in a fresh event loop: a synchronous test driving async code."""
     return asyncio.run(body())  # type: ignore[arg-type]
+
+
+def in_loop(test: Callable[..., Awaitable[Any]]) -> Callable[..., None]:
+    """Decorate an async test to run in its own event loop (its fixtures still come from its signature)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        run_async(lambda: test(*args, **kwargs))
+
+    return run
 
 
 def free_port() -> int:

@@ -7,7 +7,6 @@ The schedule fires every second (``* * * * * *``); the tests wait for ticks, nev
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import signal
@@ -29,19 +28,9 @@ from cluster.queues.keys import PeriodicKeys, QueueKeys
 from cluster.queues.periodic import ID_PREFIX, tick_of
 from cluster.queues.scheduler import Scheduler, status
 from tests.queues import periodic_jobs
-from tests.support import run_cli
+from tests.support import in_loop, run_cli
 
 EVERY_SECOND = "* * * * * *"
-
-
-def _in_loop(test: Callable[..., Any]) -> Callable[..., None]:
-    """Run an async test in its own event loop (the fixtures still come from its signature)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        asyncio.run(test(*args, **kwargs))
-
-    return run
 LEASE = 1.0
 
 
@@ -120,7 +109,7 @@ def _consecutive(ticks: list[float]) -> bool:
     return ticks == [ticks[0] + i for i in range(len(ticks))]
 
 
-@_in_loop
+@in_loop
 async def test_two_schedulers_enqueue_each_tick_once(make_settings: Callable[..., Settings], redis_url: str,
                                                      periodic_job: str) -> None:
     _envelope_field_is_job()
@@ -134,7 +123,7 @@ async def test_two_schedulers_enqueue_each_tick_once(make_settings: Callable[...
     assert sorted(len(s.enqueued) for s in schedulers)[0] == 0
 
 
-@_in_loop
+@in_loop
 async def test_a_second_leader_cannot_enqueue_a_tick_again(make_settings: Callable[..., Settings], redis_url: str,
                                                            periodic_job: str) -> None:
     """Two leaders at once (the lease lost mid-tick): both fire the same ticks, the ids add each once."""
@@ -163,7 +152,7 @@ async def test_a_second_leader_cannot_enqueue_a_tick_again(make_settings: Callab
     assert len(a.enqueued) + len(b.enqueued) == len(ticks)
 
 
-@_in_loop
+@in_loop
 async def test_a_new_schedule_starts_from_now(make_settings: Callable[..., Settings], redis_url: str,
                                               periodic_job: str) -> None:
     """First sight records the latest tick as the starting point: nothing is enqueued for the past."""
