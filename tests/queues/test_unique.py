@@ -15,6 +15,7 @@ from cluster.queues.client import QueueClient
 from cluster.queues.keys import QueueKeys
 from cluster.queues.unique import enqueue_unique
 from tests.queues.helpers import consume_until
+from tests.support import run_async
 
 pytestmark = pytest.mark.integration
 
@@ -47,7 +48,7 @@ def _run(settings: Settings, test: Callable[[QueueClient], Any]) -> Any:
         finally:
             await client.close()
 
-    return asyncio.run(main())
+    return run_async(main)
 
 
 def _state(job_id: str, *states: str) -> Callable[[QueueClient], Any]:
