@@ -21,7 +21,9 @@ import logging
 import socket
 from typing import Any
 
-EXITS_SOCKET = "worker-exits.sock"
+from cluster.config import state_files
+
+EXITS_SOCKET = state_files.WORKER_EXITS.name
 REASONS = ("retired", "reload", "timeout", "shutdown", "crashed")
 FAILURES = frozenset({"timeout", "crashed"})
 log = logging.getLogger("cluster.arbiter.exits")

@@ -38,30 +38,15 @@ from gunicorn.arbiter import Arbiter
 from cluster.arbiter import socket_activation
 from cluster.arbiter.exits import EXITS_SOCKET, ExitReporter, exit_reason
 from cluster.arbiter.retire import CpuRates, WorkerLoad, to_retire, to_spawn
-from cluster.safe_files import write_file
 from cluster.config import Settings, mask_text
+from cluster.config.state_files import WORKER_TARGET, read_target
 from cluster.observability.logs import configure, process_handler, redact_with, reopen, set_role
 from cluster.observability.metrics import CHILD_RESTARTS, mark_dead
 from cluster.workers.app import build_runner
 from cluster.workers.gunicorn_worker import ReadyPipe
 from cluster.workers.state import WORKER_STATE
 
-TARGET_FILE = "http.target"
 log = logging.getLogger("cluster.arbiter.http_tier")
-
-
-def read_target(path: Path) -> int | None:
-    """The worker count the supervisor asks for, or None when unset or unreadable."""
-    try:
-        value = int(path.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    return value if value >= 1 else None
-
-
-def write_target(state_dir: str | os.PathLike[str], count: int) -> None:
-    """Ask the arbiter for ``count`` workers (atomic replace; read within a second)."""
-    write_file(Path(state_dir) / TARGET_FILE, f"{count}\n", mode=0o600)
 
 
 def worker_class(event_loop: str) -> str:
@@ -143,7 +128,7 @@ class ClusterArbiter(Arbiter):
     """gunicorn's arbiter, steered by the supervisor's target file."""
 
     def __init__(self, app: "HttpTier") -> None:
-        self.target_path = Path(app.settings.server.state_dir) / TARGET_FILE
+        self.target_path = WORKER_TARGET.path(app.settings.server.state_dir)
         self.boot_grace = app.settings.server.boot_grace
         self._target_mtime = 0
         self._retiring: set[int] = set()
@@ -242,7 +227,7 @@ class HttpTier(BaseApplication):
         self.settings = Settings.model_validate_json(self.settings_path.read_text())
         server = self.settings.server
         state_dir = Path(server.state_dir)
-        target = read_target(state_dir / TARGET_FILE) or self.settings.workers.min
+        target = read_target(WORKER_TARGET.path(state_dir)) or self.settings.workers.min
         options = {
             "bind": server.bind,
             "workers": target,

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
 
+from cluster.config import state_files
 from cluster.config import ConfigError, LoadedConfig, Settings, load
 
 EXIT_CONFIG = 2
@@ -66,7 +66,7 @@ def running_settings(state_dir: str | None, config_file: str | None) -> Settings
     """The running cluster's effective settings (its settings.json carries an embedded Redis URL),
     else the configuration's."""
     loaded = load_or_exit(config_file)
-    effective = Path(state_dir or loaded.settings.server.state_dir) / "settings.json"
+    effective = state_files.SETTINGS.path(state_dir or loaded.settings.server.state_dir)
     if effective.exists():
         return Settings.model_validate_json(effective.read_text())
     return loaded.settings

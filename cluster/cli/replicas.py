@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -22,6 +21,7 @@ from rich.console import Console
 from rich.table import Table
 
 from cluster.cli.common import config_option, fail, load_or_exit, state_dir_option
+from cluster.config import state_files
 from cluster.config import Settings
 from cluster.config.urls import bind_url
 
@@ -51,7 +51,7 @@ async def _fetch(url: str, socket: str | None, timeout: float = 5.0) -> dict[str
 
 
 def from_cluster(state_dir: str) -> dict[str, Any]:
-    path = Path(state_dir) / "settings.json"
+    path = state_files.SETTINGS.path(state_dir)
     if not path.exists():
         raise StatusError(f"no cluster is running with state dir {state_dir} ({path} does not exist); "
                           "start one, or use --probe")

@@ -24,9 +24,10 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from cluster.config import state_files
 from cluster.db.probe import ProbeResult
 
-VIEW_FILE = "db-health.json"
+VIEW_FILE = state_files.DB_HEALTH.name
 MAX_BYTES = 64 * 1024
 MAX_HOSTS = 65  # the primary and database.replicas' 64
 STALE_ROUNDS = 3

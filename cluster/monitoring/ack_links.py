@@ -13,9 +13,10 @@ import hmac
 import secrets
 from pathlib import Path
 
+from cluster.config import state_files
 from cluster.safe_files import read_file, write_file
 
-SECRET_FILE = "alerts.secret"
+SECRET_FILE = state_files.ALERTS_SECRET.name
 MIN_SECRET_BYTES = 32
 ACK_PATH = "/alerts/ack"
 

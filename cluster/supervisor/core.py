@@ -32,9 +32,9 @@ from aiohttp import web
 
 from cluster.arbiter import socket_activation
 from cluster.arbiter.exits import EXITS_SOCKET
+from cluster.config import state_files
 from cluster.supervisor.announce import SystemdAnnouncer
 from cluster.supervisor.logfiles import reopen_logs
-from cluster.arbiter.http_tier import write_target
 from cluster.component import Component
 from cluster.supervisor import control, first_boot, leftovers, preflight, takeover
 from cluster.supervisor.exposure import warn_if_exposed
@@ -148,7 +148,7 @@ class Supervisor:
 
     @property
     def settings_path(self) -> Path:
-        return self.state_dir / "settings.json"
+        return state_files.SETTINGS.path(self.state_dir)
 
     @property
     def metrics_dir(self) -> Path:
@@ -214,7 +214,7 @@ class Supervisor:
         shutil.rmtree(self.metrics_dir, ignore_errors=True)  # rmtree refuses a link: private_subdir then does
         private_subdir(self.state_dir, self.metrics_dir.name)
         self.write_settings()
-        write_target(self.state_dir, self.runtime.target)
+        state_files.write_target(self.state_dir, self.runtime.target)
 
     def write_settings(self) -> None:
         write_file(self.settings_path, self.settings.model_dump_json(indent=1), mode=0o600)
@@ -455,7 +455,7 @@ class Supervisor:
                 "worker target %d -> %d: %s", before.target, runtime.target, reason,
                 extra={"from": before.target, "to": runtime.target, "reason": reason},
             )
-            write_target(self.state_dir, runtime.target)
+            state_files.write_target(self.state_dir, runtime.target)
 
     # -- what components and the control API read ---------------------------------------
 

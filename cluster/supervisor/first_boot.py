@@ -13,9 +13,9 @@ import logging
 from pathlib import Path
 from typing import Protocol
 
+from cluster.config.state_files import BOOT_ERROR
 from cluster.supervisor.children import SupervisedChild
 from cluster.safe_files import read_file
-from cluster.workers.app import BOOT_ERROR_FILE
 
 
 class Booting(Protocol):
@@ -44,7 +44,7 @@ def failure_message(exit_code: int | None, cause: str | None) -> str:
 
 
 def read_cause(state_dir: Path) -> str | None:
-    text = read_file(state_dir / BOOT_ERROR_FILE)  # a link reads as nothing: never through it
+    text = read_file(BOOT_ERROR.path(state_dir))  # a link reads as nothing: never through it
     cause = text.decode(errors="replace").strip() if text else ""
     return cause or None
 
@@ -60,7 +60,7 @@ def failed(exit_code: int | None) -> bool:
 
 async def watch(supervisor: Booting) -> None:
     """Until READY: if the HTTP tier exits on its own, record the failure and ask the supervisor to stop."""
-    (supervisor.state_dir / BOOT_ERROR_FILE).unlink(missing_ok=True)
+    BOOT_ERROR.path(supervisor.state_dir).unlink(missing_ok=True)
     child = supervisor.http_child
     while not supervisor.ready:
         process = child.process

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import psutil
 
+from cluster.config import state_files
 from cluster.safe_files import read_file
 from cluster.supervisor import takeover
 from cluster.workers.control_client import socket_path
@@ -39,7 +40,7 @@ REDIS_STOP_TIMEOUT = 30.0
 
 
 def redis_pidfile(state_dir: Path) -> Path:
-    return state_dir / "redis.pid"
+    return state_files.REDIS_PID.path(state_dir)
 
 
 def is_ours(uids: tuple[int, ...] | None, uid: int) -> bool:
@@ -81,7 +82,7 @@ def previous_tree(state_dir: Path) -> frozenset[int]:
     its tree is not a leftover)."""
     if supervisor_answers(state_dir):
         return frozenset()
-    return frozenset(proc.pid for proc, _ in _started_for(state_dir / "settings.json"))
+    return frozenset(proc.pid for proc, _ in _started_for(state_files.SETTINGS.path(state_dir)))
 
 
 async def ports_released(held: Callable[[], Mapping[str, takeover.Holders]], state_dir: Path,

@@ -27,6 +27,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from cluster.config import Settings
+from cluster.config import state_files
 from cluster.config.values import split_host_port
 from cluster.supervisor.state_dir import StateDirError, located, problems as state_dir_stat_problems
 from cluster.arbiter import socket_activation
@@ -36,7 +37,7 @@ from cluster.supervisor.port_holder import listeners, port_holder
 
 # sockaddr_un.sun_path is 108 bytes on Linux, the final NUL included.
 MAX_UNIX_PATH = 107
-CONTROL_SOCKET = "control.sock"
+CONTROL_SOCKET = state_files.CONTROL_SOCKET.name
 APP_CHECK_ROLE = "preflight"
 
 log = logging.getLogger("cluster.supervisor.preflight")

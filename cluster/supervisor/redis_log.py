@@ -16,9 +16,11 @@ import os
 import re
 from pathlib import Path
 
+from cluster.config import state_files
+
 log = logging.getLogger("cluster.redis")
-LOG_NAME = "redis.log"
-PREVIOUS = "redis.log.1"
+LOG_NAME = state_files.REDIS_LOG.name
+PREVIOUS = state_files.REDIS_LOG_PREVIOUS.name
 READ_EVERY = 0.5
 MAX_READ = 64 * 1024  # per read, and the longest line kept whole
 

@@ -9,7 +9,6 @@ import logging
 import traceback
 from dataclasses import dataclass
 from http import HTTPStatus
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +18,7 @@ from aiohttp.web_server import Server
 from yarl import URL
 
 from cluster.config import Settings
+from cluster.config import state_files
 from cluster.safe_files import write_file
 from cluster.observability.logs import new_request_id
 from cluster.workers import endpoints, monitoring, queues_api
@@ -33,7 +33,6 @@ from cluster.workers.state import WORKER_STATE
 
 log = logging.getLogger("workers.app")
 ACCEPT_DRAIN = 0.5
-BOOT_ERROR_FILE = "http.boot-error"
 SHADOWED = web.AppKey("cluster_shadowed_builtins", list)
 
 
@@ -87,7 +86,7 @@ def failure_line(exc: BaseException) -> str:
 
 def record_boot_failure(state_dir: str, exc: BaseException) -> None:
     """Leave the cause where the supervisor reads it when the HTTP tier dies before it is ready."""
-    path = Path(state_dir) / BOOT_ERROR_FILE
+    path = state_files.BOOT_ERROR.path(state_dir)
     try:
         write_file(path, failure_line(exc) + "\n")  # never through a link planted in the state dir
     except OSError:

@@ -8,7 +8,9 @@ from typing import Any
 
 import aiohttp
 
-CONTROL_SOCKET = "control.sock"
+from cluster.config import state_files
+
+CONTROL_SOCKET = state_files.CONTROL_SOCKET.name
 
 
 class ControlError(Exception):

@@ -1,10 +1,8 @@
-from pathlib import Path
-
 import pytest
 
 from cluster.config.urls import bind_url
 from cluster.workers.endpoints import PROBE_PATH
-from cluster.arbiter.http_tier import read_target, worker_class, write_target
+from cluster.arbiter.http_tier import worker_class
 
 
 @pytest.mark.parametrize(("event_loop", "expected"), [
@@ -14,16 +12,6 @@ from cluster.arbiter.http_tier import read_target, worker_class, write_target
 ])
 def test_event_loop_picks_aiohttps_worker(event_loop: str, expected: str) -> None:
     assert worker_class(event_loop) == expected
-
-
-def test_target_file_round_trip_and_bad_contents(tmp_path: Path) -> None:
-    assert read_target(tmp_path / "http.target") is None
-    write_target(tmp_path, 5)
-    assert read_target(tmp_path / "http.target") == 5
-    (tmp_path / "http.target").write_text("zero\n")
-    assert read_target(tmp_path / "http.target") is None
-    (tmp_path / "http.target").write_text("0\n")
-    assert read_target(tmp_path / "http.target") is None
 
 
 @pytest.mark.parametrize(("bind", "expected"), [
