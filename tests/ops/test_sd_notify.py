@@ -77,8 +77,11 @@ def test_notify_timeline(cluster_factory, tmp_path: Path) -> None:
         assert int(reloading["MONOTONIC_USEC"]) > 0
         t_ready2, _ = wait_for(lambda: next(iter(recorder.having("READY", after=t_reloading)), None),
                                120, 0.05, "READY=1 after the reload")
-        new = set(c.worker_pids())
-        assert len(new) == 2 and not new & old, "READY=1 after the reload means the new generation serves"
+        # The old generation drains beside the new one (it leaves once the new one serves): READY=1 means
+        # two new workers serve, and the old ones then leave.
+        new = set(c.worker_pids()) - old
+        assert len(new) == 2, "READY=1 after the reload means the new generation serves"
+        wait_for(lambda: not set(c.worker_pids()) & old, 60, 0.2, "the old generation to leave")
         assert t_ready2 - t_reloading > 1.0, "not sent before the new workers booted (their factory takes 6 s)"
         status = http_get(c.url + "/readyz")[0]
         assert status == 200
@@ -91,7 +94,10 @@ def test_notify_timeline(cluster_factory, tmp_path: Path) -> None:
         after = [("reload/stop", t, f) for t, f in recorder.messages if t >= reload_at and "WATCHDOG" not in f]
         statuses = [f["STATUS"] for t, f in recorder.messages if t > t_ready and "STATUS" in f]
         assert statuses[-1] == "stopping" and "reloading" in statuses, statuses
-        assert all(s.startswith("2/2 http") for s in statuses if s not in ("reloading", "stopping")), statuses
+        # "N/2 http": N live workers of a target of 2; after a reload the old generation drains beside the
+        # new one for a moment (4/2), never fewer than the target serve.
+        served = [s.split(" ", 1)[0] for s in statuses if s not in ("reloading", "stopping")]
+        assert served and all(s.endswith("/2") and int(s.split("/")[0]) >= 2 for s in served), statuses
     finally:
         stop_polling.set()
         recorder.close()
