@@ -14,7 +14,7 @@ import time
 
 from aiohttp import web
 
-MAX_MS = 10_000
+MAX_MS = 60_000
 SLICE = 0.01
 
 

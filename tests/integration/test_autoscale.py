@@ -102,8 +102,10 @@ def test_scale_down_retires_the_least_busy_worker_not_the_oldest(
     [oldest] = cluster.worker_pids()
     result: dict[str, Any] = {}
 
+    # The burn must outlast the scale to 2, the busy/idle check and the scale to 1, each a CLI call that
+    # takes seconds on a loaded machine: once it ends the two workers are equally idle, and the oldest goes.
     def long_burn() -> None:
-        result["response"] = http_get(cluster.url + "/burn?ms=6000", timeout=180)
+        result["response"] = http_get(cluster.url + "/burn?ms=30000", timeout=180)
 
     burner = threading.Thread(target=long_burn)
     burner.start()
