@@ -70,3 +70,17 @@ def running_settings(state_dir: str | None, config_file: str | None) -> Settings
     if effective.exists():
         return Settings.model_validate_json(effective.read_text())
     return loaded.settings
+
+
+def load_jobs_or_exit(settings: Settings, jobs_module: str | None) -> None:
+    """Import the jobs module (``--jobs``, else ``queues.jobs_module``) so its jobs are registered; exit 2
+    naming the problem when there is none or it does not import."""
+    from cluster.queues import registry  # here: `cluster --help` must not import the queue code
+
+    module = jobs_module or settings.queues.jobs_module
+    if not module:
+        fail("no jobs module: pass --jobs MODULE or set queues.jobs_module", EXIT_CONFIG)
+    try:
+        registry.load_jobs_module(module)
+    except ImportError as exc:
+        fail(f"cannot import jobs module {module!r}: {exc}", EXIT_CONFIG)

@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cluster.cli.common import EXIT_CONFIG, config_option, fail, running_settings, state_dir_option
+from cluster.cli.common import config_option, fail, load_jobs_or_exit, running_settings, state_dir_option
 
 
 def _utc(epoch: float | None) -> str:
@@ -34,13 +34,7 @@ def periodic(as_json: bool, jobs_module: str | None, state_dir: str | None, conf
     from cluster.queues.scheduler import status
 
     settings = running_settings(state_dir, config_file)
-    module = jobs_module or settings.queues.jobs_module
-    if not module:
-        fail("no jobs module: pass --jobs MODULE or set queues.jobs_module", EXIT_CONFIG)
-    try:
-        registry.load_jobs_module(module)
-    except ImportError as exc:
-        fail(f"cannot import jobs module {module!r}: {exc}", EXIT_CONFIG)
+    load_jobs_or_exit(settings, jobs_module)
     if not settings.redis.url:
         fail("the queue tier is off: no redis.url (REDIS_URL) and no embedded redis-server")
 

@@ -12,8 +12,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from cluster.cli.common import (EXIT_CONFIG, config_option, control, fail, running_settings, state_dir_of,
-                                state_dir_option)
+from cluster.cli.common import (EXIT_CONFIG, config_option, control, fail, load_jobs_or_exit, running_settings,
+                                state_dir_of, state_dir_option)
 from cluster.config import PRIORITIES, Settings
 
 T = TypeVar("T")
@@ -86,13 +86,7 @@ def enqueue(name: str, priority: str | None, args_json: str, kwargs_json: str, d
     if not isinstance(args, list) or not isinstance(kwargs, dict):
         fail("--args must be a JSON list and --kwargs a JSON object", EXIT_CONFIG)
     settings = running_settings(state_dir, config_file)
-    module = jobs_module or settings.queues.jobs_module
-    if not module:
-        fail("no jobs module: pass --jobs MODULE or set queues.jobs_module", EXIT_CONFIG)
-    try:
-        registry.load_jobs_module(module)
-    except ImportError as exc:
-        fail(f"cannot import jobs module {module!r}: {exc}", EXIT_CONFIG)
+    load_jobs_or_exit(settings, jobs_module)
     try:
         queued = _run(settings, lambda c: c.enqueue(name, *args, priority=priority, delay=delay, job_id=job_id,
                                                     **kwargs))
